@@ -1,0 +1,1 @@
+"""Plugins shipped with corral, off until enabled in the config file."""

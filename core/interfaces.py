@@ -1,0 +1,91 @@
+"""The protocols plugins implement. Every I/O method is async; the kernel awaits them under anyio."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from .names import ModelRef
+from .types import CompletionChunk, CompletionRequest, LoadSpec, Progress
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Raw storage for content-addressed blobs and named manifests.
+
+    Digests arrive validated (``sha256:<64 hex>``); manifest names arrive as the four validated
+    parts ``(host, namespace, model, tag)``. The kernel's ModelStore holds the logic (case-insensitive
+    names, garbage collection, what may be written when); a BlobStore only keeps bytes safe.
+    """
+
+    location: str
+    """Where the data lives, for messages and ``corral config`` (a folder, a URL)."""
+
+    async def has_blob(self, digest: str) -> bool: ...
+
+    async def blob_size(self, digest: str) -> int | None: ...
+
+    def blob_path(self, digest: str) -> Path | None:
+        """A local file a runtime can map, or None when the store is not a local filesystem."""
+
+    async def read_blob(self, digest: str, offset: int = 0) -> AsyncIterator[bytes]:
+        """Stream a blob's bytes from ``offset``; BlobNotFound when it is absent."""
+
+    async def write_blob(self, chunks: AsyncIterable[bytes], expected: str | None = None) -> tuple[str, int]:
+        """Store the bytes, verify them against ``expected`` when given (DigestMismatch otherwise,
+        nothing kept) and return ``(digest, size)``. Visible only once complete and durable.
+        Concurrent writers of the same blob must be safe."""
+
+    async def delete_blob(self, digest: str) -> None: ...
+
+    async def list_blobs(self) -> dict[str, tuple[int, dt.datetime]]:
+        """Every complete blob: digest -> (size, modification time)."""
+
+    async def read_manifest(self, parts: tuple[str, str, str, str]) -> tuple[bytes, dt.datetime] | None: ...
+
+    async def write_manifest(self, parts: tuple[str, str, str, str], data: bytes) -> None:
+        """Replace the manifest atomically and durably."""
+
+    async def delete_manifest(self, parts: tuple[str, str, str, str]) -> bool: ...
+
+    async def list_manifests(self) -> list[tuple[str, str, str, str]]: ...
+
+    async def cleanup(self, older_than: float) -> int:
+        """Remove abandoned temporary files older than ``older_than`` seconds; return how many."""
+
+
+@runtime_checkable
+class ModelSource(Protocol):
+    """Where models come from: a registry, a hub, a package index."""
+
+    name: str
+
+    def pull(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
+        """Fetch the model into the kernel's store, yielding Ollama-style progress as it goes."""
+
+    def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
+        """Upload the model; sources that cannot take uploads raise InvalidRequest."""
+
+
+@runtime_checkable
+class LoadedModel(Protocol):
+    """One model loaded by a runtime, able to serve requests until closed."""
+
+    def complete(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
+        """Stream the continuation of ``request.prompt``; the last chunk has ``done=True``.
+        Cancelling the iteration stops generation and frees the slot."""
+
+    async def embed(self, inputs: list[str], *, truncate: bool = True) -> list[list[float]]: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Loads models of some formats (``RuntimeSpec.formats``)."""
+
+    async def load(self, spec: LoadSpec) -> LoadedModel: ...
+
+    async def close(self) -> None: ...

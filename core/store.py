@@ -1,0 +1,308 @@
+"""The model store: Ollama's manifests and content-addressed blobs, over any BlobStore backend.
+
+All naming rules live here: names are matched case-insensitively against existing manifests
+(the first casing written is kept, as Ollama does), a manifest is written only once every blob
+it names exists with the right size, and blobs that no manifest references any more are removed
+unless ``noprune``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+
+from . import gojson
+from .errors import BlobNotFound, CorralError, InvalidDigest, ModelNotFound, StoreError
+from .interfaces import BlobStore
+from .names import ModelRef, parse_reference, validate_digest
+from .types import (
+    MEDIA_TYPE_MANIFEST,
+    BlobsPruned,
+    Event,
+    Layer,
+    Manifest,
+    ModelDeleted,
+    ModelInfo,
+    ModelStored,
+)
+
+log = logging.getLogger(__name__)
+
+STALE_SECONDS = 3600.0
+
+
+def encode_manifest(manifest: Manifest) -> bytes:
+    """The bytes Ollama writes for a manifest: Go's compact JSON plus a newline."""
+    data = {
+        "schemaVersion": manifest.schema_version,
+        "mediaType": manifest.media_type,
+        "config": manifest.config.to_json(),
+        "layers": [layer.to_json() for layer in manifest.layers],
+    }
+    return (gojson.dumps(data) + "\n").encode()
+
+
+def decode_manifest(raw: bytes, where: str) -> Manifest:
+    """Parse and validate manifest bytes; a bad one is a StoreError naming ``where``."""
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        if data.get("schemaVersion") != 2:
+            raise ValueError(f"unsupported schemaVersion {data.get('schemaVersion')!r}")
+        layers = data.get("layers")
+        if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+            raise ValueError("layers is not a list of objects")
+        config = data.get("config")
+        if not isinstance(config, dict):
+            raise ValueError("config is missing")
+        return Manifest(
+            config=Layer.from_json(config),
+            layers=[Layer.from_json(layer) for layer in layers],
+            media_type=data.get("mediaType") or MEDIA_TYPE_MANIFEST,
+        )
+    except (ValueError, InvalidDigest, UnicodeDecodeError) as error:
+        raise StoreError(f"corrupt manifest {where}: {error}") from None
+
+
+def manifest_digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+@attrs.define(eq=False)
+class ModelStore:
+    """Named models over a BlobStore. One per kernel."""
+
+    blobs: BlobStore
+    noprune: bool = False
+    emit: Callable[[Event], None] = lambda event: None
+    _lock: anyio.Lock = attrs.field(factory=anyio.Lock, init=False)
+
+    @property
+    def location(self) -> str:
+        return self.blobs.location
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def find(self, name: str | ModelRef) -> ModelRef:
+        """The stored model this name means (case-insensitively), or ModelNotFound."""
+        ref = parse_reference(name) if isinstance(name, str) else name
+        found = await self._existing(ref)
+        if found is None:
+            raise ModelNotFound(ref.display if isinstance(name, ModelRef) else name)
+        return found
+
+    async def exists(self, name: str | ModelRef) -> bool:
+        ref = parse_reference(name) if isinstance(name, str) else name
+        return await self._existing(ref) is not None
+
+    async def get(self, name: str | ModelRef) -> ModelInfo:
+        ref = await self.find(name)
+        info = await self._info(ref)
+        if info is None:
+            raise ModelNotFound(ref.display)
+        return info
+
+    async def list(self) -> list[ModelInfo]:
+        """Every readable model, newest first. A corrupt manifest is logged and skipped."""
+        models = []
+        for parts in await self.blobs.list_manifests():
+            try:
+                ref = ModelRef(host=parts[0], namespace=parts[1], model=parts[2], tag=parts[3])
+                info = await self._info(ref)
+            except (CorralError, ValueError) as error:
+                log.warning("skipping model %s: %s", "/".join(parts), error)
+                continue
+            if info is not None:
+                models.append(info)
+        models.sort(key=lambda info: info.modified_at, reverse=True)
+        return models
+
+    async def read_blob_bytes(self, digest: str, limit: int = 64 * 1024 * 1024) -> bytes:
+        """A small blob (template, params, system prompt...) in full; StoreError beyond ``limit``."""
+        digest = validate_digest(digest)
+        size = await self.blobs.blob_size(digest)
+        if size is None:
+            raise BlobNotFound(f'blob "{digest}" not found')
+        if size > limit:
+            raise StoreError(f"blob {digest} is {size} bytes, more than the {limit} expected")
+        parts = [chunk async for chunk in self.blobs.read_blob(digest)]
+        return b"".join(parts)
+
+    async def read_json(self, digest: str) -> Any:
+        raw = await self.read_blob_bytes(digest)
+        try:
+            return json.loads(raw)
+        except ValueError as error:
+            raise StoreError(f"blob {digest} is not valid JSON: {error}") from None
+
+    def blob_path(self, digest: str) -> Path | None:
+        return self.blobs.blob_path(validate_digest(digest))
+
+    async def has_blob(self, digest: str) -> bool:
+        return await self.blobs.has_blob(validate_digest(digest))
+
+    async def read_blob(self, digest: str, offset: int = 0) -> AsyncIterator[bytes]:
+        async for chunk in self.blobs.read_blob(validate_digest(digest), offset):
+            yield chunk
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def add_blob(self, chunks: AsyncIterable[bytes], expected: str | None = None) -> tuple[str, int]:
+        """Store streamed bytes as a blob, verified against ``expected`` when given."""
+        if expected is not None:
+            expected = validate_digest(expected)
+        return await self.blobs.write_blob(chunks, expected)
+
+    async def add_bytes(self, data: bytes, media_type: str) -> Layer:
+        async def one() -> AsyncIterator[bytes]:
+            yield data
+
+        digest, size = await self.add_blob(one(), "sha256:" + hashlib.sha256(data).hexdigest())
+        return Layer(media_type=media_type, digest=digest, size=size)
+
+    async def add_json(self, value: Any, media_type: str) -> Layer:
+        return await self.add_bytes(gojson.dumps(value).encode(), media_type)
+
+    async def put(self, name: str | ModelRef, manifest: Manifest) -> str:
+        """Write a manifest we made; see :meth:`put_raw`."""
+        return await self.put_raw(name, encode_manifest(manifest))
+
+    async def put_raw(self, name: str | ModelRef, raw: bytes) -> str:
+        """Store manifest bytes as they are (pulled manifests are kept verbatim).
+
+        Every blob must already be present with its declared size, or nothing is written. Returns
+        the manifest digest (hex). Blobs only the replaced manifest used are removed.
+        """
+        ref = parse_reference(name) if isinstance(name, str) else name
+        manifest = decode_manifest(raw, f"for {ref.display}")
+        for digest, size in [(manifest.config.digest, manifest.config.size)] + [
+            (layer.digest, layer.size) for layer in manifest.layers
+        ]:
+            actual = await self.blobs.blob_size(digest)
+            if actual is None:
+                raise StoreError(f"cannot write manifest for {ref.display}: blob {digest} is missing")
+            if actual != size:
+                raise StoreError(
+                    f"cannot write manifest for {ref.display}: blob {digest} has {actual} bytes, manifest says {size}"
+                )
+        async with self._lock:
+            target = await self._existing(ref) or ref
+            old = await self._manifest(target)
+            await self.blobs.write_manifest(target.parts, raw)
+            if old is not None:
+                await self._collect(set(old.digests) - set(manifest.digests))
+        digest = manifest_digest(raw)
+        self.emit(ModelStored(name=target.display, digest=digest))
+        return digest
+
+    async def copy(self, source: str | ModelRef, destination: str | ModelRef) -> ModelRef:
+        src = await self.find(source)
+        dst = parse_reference(destination) if isinstance(destination, str) else destination
+        found = await self.blobs.read_manifest(src.parts)
+        if found is None:
+            raise ModelNotFound(src.display)
+        if (await self._existing(dst) or dst).parts != src.parts:
+            await self.put_raw(dst, found[0])
+        return dst
+
+    async def delete(self, name: str | ModelRef) -> int:
+        """Remove a model and every blob no other model references; returns how many blobs went."""
+        ref = await self.find(name)
+        async with self._lock:
+            manifest = await self._manifest(ref)
+            await self.blobs.delete_manifest(ref.parts)
+            removed = await self._collect(set(manifest.digests) if manifest else set())
+        self.emit(ModelDeleted(name=ref.display, blobs_removed=removed))
+        return removed
+
+    async def prune(self, older_than: float = STALE_SECONDS) -> int:
+        """Remove unreferenced blobs older than ``older_than`` seconds and abandoned temporary
+        files, as Ollama does at start-up (the age keeps a create or pull in flight safe)."""
+        removed = await self.blobs.cleanup(older_than)
+        if self.noprune:
+            return removed
+        async with self._lock:
+            referenced = await self._referenced()
+            if referenced is None:
+                return removed
+            now = dt.datetime.now(dt.timezone.utc)
+            freed = count = 0
+            for digest, (size, modified) in (await self.blobs.list_blobs()).items():
+                if digest in referenced or (now - modified).total_seconds() < older_than:
+                    continue
+                await self.blobs.delete_blob(digest)
+                freed += size
+                count += 1
+        if count:
+            self.emit(BlobsPruned(count=count, bytes=freed))
+        return removed + count
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _existing(self, ref: ModelRef) -> ModelRef | None:
+        if await self.blobs.read_manifest(ref.parts) is not None:
+            return ref
+        wanted = ref.folded()
+        for parts in await self.blobs.list_manifests():
+            if tuple(part.casefold() for part in parts) == wanted:
+                return ModelRef(host=parts[0], namespace=parts[1], model=parts[2], tag=parts[3])
+        return None
+
+    async def _manifest(self, ref: ModelRef) -> Manifest | None:
+        found = await self.blobs.read_manifest(ref.parts)
+        return None if found is None else decode_manifest(found[0], ref.display)
+
+    async def _info(self, ref: ModelRef) -> ModelInfo | None:
+        found = await self.blobs.read_manifest(ref.parts)
+        if found is None:
+            return None
+        raw, modified = found
+        manifest = decode_manifest(raw, ref.display)
+        try:
+            config = await self.read_json(manifest.config.digest)
+        except CorralError as error:
+            log.warning("model %s: config blob unreadable: %s", ref.display, error)
+            config = {}
+        return ModelInfo(
+            ref=ref,
+            manifest=manifest,
+            digest=manifest_digest(raw),
+            modified_at=modified,
+            config=config if isinstance(config, dict) else {},
+        )
+
+    async def _referenced(self) -> set[str] | None:
+        """Every digest some manifest uses; None when a manifest cannot be read, since then no
+        blob is safe to remove."""
+        referenced: set[str] = set()
+        for parts in await self.blobs.list_manifests():
+            found = await self.blobs.read_manifest(parts)
+            if found is None:
+                continue
+            try:
+                referenced.update(decode_manifest(found[0], "/".join(parts)).digests)
+            except StoreError as error:
+                log.warning("keeping unreferenced blobs while a manifest is unreadable: %s", error)
+                return None
+        return referenced
+
+    async def _collect(self, candidates: set[str]) -> int:
+        """Delete the candidate blobs that no manifest references (caller holds the lock)."""
+        if self.noprune or not candidates:
+            return 0
+        referenced = await self._referenced()
+        if referenced is None:
+            return 0
+        unused = candidates - referenced
+        for digest in unused:
+            await self.blobs.delete_blob(digest)
+        return len(unused)

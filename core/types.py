@@ -1,0 +1,252 @@
+"""Records shared by the kernel and plugins. Frozen attrs classes; JSON only at the edges."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from .names import ModelRef, validate_digest
+
+MEDIA_TYPE_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_TYPE_CONFIG = "application/vnd.docker.container.image.v1+json"
+MEDIA_TYPE_PREFIX = "application/vnd.ollama.image."
+MEDIA_MODEL = MEDIA_TYPE_PREFIX + "model"
+MEDIA_PROJECTOR = MEDIA_TYPE_PREFIX + "projector"
+MEDIA_ADAPTER = MEDIA_TYPE_PREFIX + "adapter"
+MEDIA_TEMPLATE = MEDIA_TYPE_PREFIX + "template"
+MEDIA_PROMPT = MEDIA_TYPE_PREFIX + "prompt"  # legacy name of the template layer
+MEDIA_SYSTEM = MEDIA_TYPE_PREFIX + "system"
+MEDIA_PARAMS = MEDIA_TYPE_PREFIX + "params"
+MEDIA_LICENSE = MEDIA_TYPE_PREFIX + "license"
+MEDIA_MESSAGES = MEDIA_TYPE_PREFIX + "messages"
+
+
+# -- plugin registration records -------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class SettingSpec:
+    """A setting a plugin declares. ``key`` is ``<table>.<name>``: ``[table] name = ...`` in the
+    config file; ``env`` optionally names an environment variable that sets it too."""
+
+    key: str = attrs.field()
+    default: Any
+    help: str
+    converter: Callable[[Any], Any] = attrs.field(default=lambda value: value)
+    env: str | None = None
+
+    @key.validator
+    def _check_key(self, _attribute: object, value: str) -> None:
+        table, _, name = value.partition(".")
+        if not table or not name:
+            raise ValueError(f"setting key {value!r} must look like 'table.name'")
+
+
+@attrs.frozen(kw_only=True)
+class StoreSpec:
+    """A storage backend: ``factory(settings)`` returns a BlobStore."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class SourceSpec:
+    """A model source (registry, hub, local files): ``factory(kernel)`` returns a ModelSource."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class RuntimeSpec:
+    """A runtime that loads models of the given formats; higher priority wins among candidates.
+
+    ``factory(kernel)`` is called lazily, the first time a model needs this runtime.
+    """
+
+    name: str
+    formats: tuple[str, ...] = attrs.field(converter=tuple)
+    factory: Callable[..., Any]
+    priority: int = 0
+    description: str = ""
+
+
+# -- the model store -------------------------------------------------------------------------
+
+
+def _digest(value: str) -> str:
+    return validate_digest(value)
+
+
+@attrs.frozen(kw_only=True)
+class Layer:
+    media_type: str
+    digest: str = attrs.field(converter=_digest)
+    size: int
+    from_: str | None = None
+    name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.from_:
+            data["from"] = self.from_
+        if self.name:
+            data["name"] = self.name
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Layer:
+        size = data.get("size", 0)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"layer size {size!r} is not a byte count")
+        media_type = data.get("mediaType")
+        if not isinstance(media_type, str):
+            raise ValueError("layer has no mediaType")
+        return cls(
+            media_type=media_type,
+            digest=data.get("digest", ""),
+            size=size,
+            from_=data.get("from") or None,
+            name=data.get("name") or None,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Manifest:
+    """A Docker v2 schema 2 manifest, the way Ollama stores one model."""
+
+    config: Layer
+    layers: tuple[Layer, ...] = attrs.field(converter=tuple)
+    schema_version: int = 2
+    media_type: str = MEDIA_TYPE_MANIFEST
+
+    @property
+    def size(self) -> int:
+        return self.config.size + sum(layer.size for layer in self.layers)
+
+    @property
+    def digests(self) -> list[str]:
+        return [self.config.digest, *(layer.digest for layer in self.layers)]
+
+    def layers_of(self, media_type: str) -> list[Layer]:
+        return [layer for layer in self.layers if layer.media_type == media_type]
+
+    def layer_of(self, media_type: str) -> Layer | None:
+        found = self.layers_of(media_type)
+        return found[-1] if found else None
+
+
+@attrs.frozen(kw_only=True)
+class ModelInfo:
+    """A model in the store: its name, manifest, parsed config blob and file facts."""
+
+    ref: ModelRef
+    manifest: Manifest
+    digest: str  # hex sha256 of the manifest file's bytes, as Ollama reports it
+    modified_at: dt.datetime
+    config: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.ref.display
+
+    @property
+    def size(self) -> int:
+        return self.manifest.size
+
+    def details(self) -> dict[str, Any]:
+        """Ollama's ``details`` object, read from the config blob."""
+        config = self.config
+        model_layer = self.manifest.layer_of(MEDIA_MODEL)
+        return {
+            "parent_model": (model_layer.from_ if model_layer and model_layer.from_ else ""),
+            "format": config.get("model_format", ""),
+            "family": config.get("model_family", ""),
+            "families": config.get("model_families"),
+            "parameter_size": config.get("model_type", ""),
+            "quantization_level": config.get("file_type", ""),
+        }
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base of everything passed to ``on_event``. Observers must be cheap and must not raise."""
+
+    at: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+@attrs.frozen(kw_only=True)
+class ModelStored(Event):
+    """A manifest was written (create, pull, copy)."""
+
+    name: str
+    digest: str
+
+
+@attrs.frozen(kw_only=True)
+class ModelDeleted(Event):
+    name: str
+    blobs_removed: int
+
+
+@attrs.frozen(kw_only=True)
+class BlobsPruned(Event):
+    count: int
+    bytes: int
+
+
+@attrs.frozen(kw_only=True)
+class Progress:
+    """One line of a pull, push or create stream, as Ollama's ProgressResponse."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+# -- runtimes --------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class LoadSpec:
+    """What a runtime needs to load a model: its files and load-time options."""
+
+    name: str
+    model_path: str
+    format: str = "gguf"
+    adapters: tuple[str, ...] = ()
+    projector: str | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class CompletionRequest:
+    prompt: str
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    images: tuple[bytes, ...] = ()
+    grammar: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CompletionChunk:
+    text: str = ""
+    done: bool = False
+    done_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_duration_ns: int = 0
+    eval_duration_ns: int = 0

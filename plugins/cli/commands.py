@@ -1,0 +1,92 @@
+"""The bundled ``cli`` plugin: registers corral's own commands. Each command imports what it
+needs when it runs, so building the command line stays cheap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from corral import hookimpl
+
+from .table import columns
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(config_command)
+    cli.add_command(plugins_command)
+
+
+def _shown(value: Any) -> Any:
+    from corral.durations import FOREVER, format_go_duration
+    from corral.settings import HostSpec
+
+    if isinstance(value, HostSpec):
+        return value.url
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, float) and (value == FOREVER or value.is_integer()):
+        return format_go_duration(value)
+    return value
+
+
+@click.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def config_command(state: Any, as_json: bool) -> None:
+    """Print the effective settings and where each value came from.
+
+    \b
+    Example:
+      OLLAMA_HOST=0.0.0.0:8080 corral config
+    """
+    kernel = state.kernel()
+    settings = kernel.settings
+    keys = list(settings.origin_of)
+    values = {key: _shown(settings.value_of(key)) for key in keys}
+    if as_json:
+        report = {
+            "config_file": str(settings.config_path) if settings.config_path else None,
+            "settings": {key: {"value": values[key], "from": settings.origin_of[key]} for key in keys},
+        }
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"config file: {settings.config_path or 'none (CORRAL_CONFIG or ~/.corral/config.toml)'}")
+    rows = [[key, json.dumps(values[key]) if not isinstance(values[key], str) else values[key],
+             settings.origin_of[key]] for key in keys]
+    click.echo(columns(["KEY", "VALUE", "FROM"], rows))
+
+
+@click.command("plugins")
+@click.option("--hook", "hook_name", metavar="NAME", help="Only plugins that implement this hook.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def plugins_command(state: Any, hook_name: str | None, as_json: bool) -> None:
+    """List the active plugins, where each comes from, and the hooks it implements.
+
+    \b
+    Example:
+      corral plugins --hook register_runtimes
+    """
+    from corral.errors import InvalidRequest
+    from corral.manager import hooks_of
+
+    pm = state.kernel().pm
+    known_hooks = {name for name in dir(pm.hook) if not name.startswith("_")}
+    if hook_name is not None and hook_name not in known_hooks:
+        raise InvalidRequest(f'unknown hook "{hook_name}" (known: {", ".join(sorted(known_hooks))})')
+    entries = []
+    for name, plugin in pm.list_name_plugin():
+        hooks = hooks_of(pm, plugin)
+        if hook_name is None or hook_name in hooks:
+            entries.append({"name": name, "from": pm.origins.get(name, "?"), "hooks": hooks})
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    rows = [[entry["name"], entry["from"], ", ".join(entry["hooks"])] for entry in entries]
+    click.echo(columns(["NAME", "FROM", "HOOKS"], rows))
