@@ -117,13 +117,17 @@ class FsBlobStore:
 
     async def write_blob(self, chunks: AsyncIterable[bytes], expected: str | None = None) -> tuple[str, int]:
         tmp = self.blobs_dir / f".tmp-{uuid.uuid4().hex}"
+
+        async def io(action: str, function, *args):  # type: ignore[no-untyped-def]
+            try:
+                return await anyio.to_thread.run_sync(function, *args)
+            except OSError as error:
+                raise _os_error(action, tmp, error) from None
+
         hasher = hashlib.sha256()
         size = 0
-        try:
-            await anyio.to_thread.run_sync(lambda: self.blobs_dir.mkdir(parents=True, exist_ok=True))
-            handle = await anyio.to_thread.run_sync(tmp.open, "wb")
-        except OSError as error:
-            raise _os_error("creating", tmp, error) from None
+        await io("creating", lambda: self.blobs_dir.mkdir(parents=True, exist_ok=True))
+        handle = await io("creating", tmp.open, "wb")
         try:
             buffer = bytearray()
             async for chunk in chunks:
@@ -131,17 +135,15 @@ class FsBlobStore:
                 size += len(chunk)
                 buffer += chunk
                 if len(buffer) >= CHUNK:
-                    await anyio.to_thread.run_sync(handle.write, bytes(buffer))
+                    await io("writing", handle.write, bytes(buffer))
                     buffer.clear()
             if buffer:
-                await anyio.to_thread.run_sync(handle.write, bytes(buffer))
-            await anyio.to_thread.run_sync(self._finish, handle)
+                await io("writing", handle.write, bytes(buffer))
+            await io("writing", self._finish, handle)
             digest = "sha256:" + hasher.hexdigest()
             if expected is not None and digest != expected:
                 raise DigestMismatch(f'digest mismatch, expected "{expected}", got "{digest}"')
-            await anyio.to_thread.run_sync(_replace_durably, tmp, self._blob(digest))
-        except OSError as error:
-            raise _os_error("writing", tmp, error) from None
+            await io("writing", _replace_durably, tmp, self._blob(digest))
         finally:
             if not handle.closed:
                 handle.close()
