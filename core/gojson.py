@@ -1,14 +1,70 @@
-"""JSON encoded the way Go's encoding/json writes it, for byte-compatible files and responses."""
+"""JSON encoded the way Go's encoding/json writes it, for byte-compatible files and responses:
+compact, raw UTF-8 with ``<``, ``>`` and ``&`` escaped, and floats formatted as Go formats them
+(``100000`` not ``100000.0``, ``0.00001`` not ``1e-05``)."""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _TABLE = str.maketrans(_GO_ESCAPES)
+_string = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def go_json_float(value: float) -> str:
+    """``strconv.AppendFloat(f, 'f' or 'e', -1, 64)`` as encoding/json chooses between them."""
+    if not math.isfinite(value):
+        raise ValueError(f"json: unsupported value: {value}")
+    if value == 0:
+        return "0"
+    if 1e-6 <= abs(value) < 1e21:
+        text = format(Decimal(repr(value)), "f")
+        return text[:-2] if text.endswith(".0") else text
+    mantissa, _, exponent = repr(value).partition("e")
+    mantissa = mantissa[:-2] if mantissa.endswith(".0") else mantissa
+    sign = "-" if exponent.startswith("-") else "+"
+    return f"{mantissa}e{sign}{int(exponent.lstrip('+-'))}"
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(go_json_float(value))
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for index, (key, item) in enumerate(value.items()):
+            if index:
+                out.append(",")
+            out.append(_string(str(key)))
+            out.append(":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON with Go's HTML-safe escapes (``<`` becomes ``\\u003c``) and raw UTF-8."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_TABLE)
+    """Compact JSON as Go's json.Marshal writes it."""
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out).translate(_TABLE)

@@ -21,6 +21,7 @@ BUNDLED_PLUGINS: tuple[str, ...] = (
     "corral.defaults",
     "corral.plugins.store_fs",
     "corral.plugins.cli.commands",
+    "corral.plugins.server",
 )
 
 
@@ -66,6 +67,7 @@ def make_plugin_manager(
     """
     pm = CorralPluginManager()
     pm.add_hookspecs(hookspecs)
+    pm.hook.addhooks.call_historic(kwargs={"pluginmanager": pm})
     strict = os.environ.get("CORRAL_STRICT_PLUGINS", "") not in ("", "0", "false")
     entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP)) if load_entry_points else []
     contrib = contrib_plugin_names()

@@ -30,7 +30,17 @@ from .types import (
     Layer,
     Manifest,
     ModelDeleted,
+    MEDIA_ADAPTER,
+    MEDIA_LICENSE,
+    MEDIA_MESSAGES,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
+    MEDIA_PROMPT,
+    MEDIA_SYSTEM,
+    MEDIA_TEMPLATE,
     ModelInfo,
+    ModelParts,
     ModelStored,
 )
 
@@ -143,6 +153,35 @@ class ModelStore:
             return json.loads(raw)
         except ValueError as error:
             raise StoreError(f"blob {digest} is not valid JSON: {error}") from None
+
+    async def parts(self, info: ModelInfo) -> ModelParts:
+        """Read a model's template, system prompt, parameters, licenses and messages."""
+        manifest = info.manifest
+
+        async def text(media_types: tuple[str, ...]) -> str | None:
+            layers = [layer for layer in manifest.layers if layer.media_type in media_types]
+            return (await self.read_blob_bytes(layers[-1].digest)).decode("utf-8", "replace") if layers else None
+
+        def path(layer: Layer | None) -> str | None:
+            found = self.blob_path(layer.digest) if layer else None
+            return str(found) if found else None
+
+        params_layer = manifest.layer_of(MEDIA_PARAMS)
+        params = await self.read_json(params_layer.digest) if params_layer else {}
+        messages_layer = manifest.layer_of(MEDIA_MESSAGES)
+        messages = await self.read_json(messages_layer.digest) if messages_layer else []
+        licenses = [(await self.read_blob_bytes(layer.digest)).decode("utf-8", "replace")
+                    for layer in manifest.layers_of(MEDIA_LICENSE)]
+        return ModelParts(
+            model_path=path(manifest.layer_of(MEDIA_MODEL)),
+            projector_path=path(manifest.layer_of(MEDIA_PROJECTOR)),
+            adapter_paths=tuple(p for p in (path(layer) for layer in manifest.layers_of(MEDIA_ADAPTER)) if p),
+            template=await text((MEDIA_TEMPLATE, MEDIA_PROMPT)),
+            system=await text((MEDIA_SYSTEM,)),
+            params=params if isinstance(params, dict) else {},
+            licenses=tuple(licenses),
+            messages=tuple(m for m in messages if isinstance(m, dict)) if isinstance(messages, list) else (),
+        )
 
     def blob_path(self, digest: str) -> Path | None:
         return self.blobs.blob_path(validate_digest(digest))

@@ -250,3 +250,17 @@ class CompletionChunk:
     completion_tokens: int = 0
     prompt_duration_ns: int = 0
     eval_duration_ns: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ModelParts:
+    """The contents of a model's small layers, and where its weights are, ready to run or show."""
+
+    model_path: str | None
+    projector_path: str | None = None
+    adapter_paths: tuple[str, ...] = ()
+    template: str | None = None
+    system: str | None = None
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    licenses: tuple[str, ...] = ()
+    messages: tuple[Mapping[str, Any], ...] = ()

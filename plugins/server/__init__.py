@@ -1,0 +1,38 @@
+"""The bundled ``server`` plugin: the HTTP server (Quart on Hypercorn) and Ollama's API.
+
+This module stays import-light: Quart and Hypercorn load only when a server is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corral import hookimpl
+
+from . import hookspecs as server_hookspecs
+
+
+@hookimpl
+def addhooks(pluginmanager: Any) -> None:
+    pluginmanager.add_hookspecs(server_hookspecs)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from .command import serve_command
+
+    cli.add_command(serve_command)
+
+
+@hookimpl
+def register_blueprints(kernel: Any) -> list[Any]:
+    from .ollama_api import blueprint
+
+    return [blueprint]
+
+
+@hookimpl
+def asgi_wrapper(kernel: Any) -> Any:
+    from .request_log import RequestLog
+
+    return lambda app: RequestLog(app, debug=kernel.settings.debug)

@@ -1,0 +1,132 @@
+"""Request parsing and response helpers that give Ollama's exact shapes: Go-style JSON, RFC 3339
+timestamps, NDJSON streams that turn a late error into a last ``{"error": ...}`` line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from quart import Response, request
+
+from corral import gojson
+from corral.errors import CorralError, InvalidRequest
+
+log = logging.getLogger("corral.server")
+
+JSON_TYPE = "application/json; charset=utf-8"
+NDJSON_TYPE = "application/x-ndjson"
+
+_JSON_KIND = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object",
+              type(None): "null"}
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(gojson.dumps(value), status=status, content_type=JSON_TYPE)
+
+
+def error_response(message: str, status: int) -> Response:
+    return json_response({"error": message}, status)
+
+
+def empty_response(status: int = 200) -> Response:
+    return Response(b"", status=status)
+
+
+async def read_json(struct: str) -> dict[str, Any]:
+    """The request body as a JSON object, whatever the Content-Type says, as Ollama binds it.
+
+    Empty body: ``missing request body``; ``null``: an empty request; not an object: Go's
+    "cannot unmarshal" message naming ``struct`` (e.g. ``api.ShowRequest``).
+    """
+    raw = await request.get_data()
+    if not raw or not raw.strip():
+        raise InvalidRequest("missing request body")
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidRequest("invalid JSON: the body is not UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise InvalidRequest(f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"json: cannot unmarshal {_JSON_KIND.get(type(value), 'value')} into Go value of type {struct}")
+    return value
+
+
+class Fields:
+    """Typed access to a request object, with Go's unmarshal errors for wrong types."""
+
+    def __init__(self, body: Mapping[str, Any], struct: str) -> None:
+        self.body = body
+        self.struct = struct
+
+    def _get(self, name: str, kinds: tuple[type, ...], go_type: str) -> Any:
+        value = self.body.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) and bool not in kinds:
+            ok = False
+        else:
+            ok = isinstance(value, kinds)
+        if not ok:
+            raise InvalidRequest(
+                f"json: cannot unmarshal {_JSON_KIND.get(type(value), 'value')} into Go struct field "
+                f"{self.struct}.{name} of type {go_type}"
+            )
+        return value
+
+    def string(self, name: str, default: str = "") -> str:
+        value = self._get(name, (str,), "string")
+        return default if value is None else value
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self._get(name, (bool,), "bool")
+        return default if value is None else value
+
+    def obj(self, name: str) -> dict[str, Any] | None:
+        return self._get(name, (dict,), "map[string]interface {}")
+
+    def model(self) -> str:
+        """``model``, or the deprecated ``name`` that older clients send."""
+        return self.string("model") or self.string("name")
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    """RFC 3339 with a zone, as Go prints time.Time in JSON (``Z`` for UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def now_utc() -> str:
+    return rfc3339(dt.datetime.now(dt.timezone.utc))
+
+
+async def ndjson_stream(items: AsyncIterator[Mapping[str, Any]]) -> Response:
+    """Stream objects as NDJSON. An error before the first object is a normal error response with
+    its status; an error after it is one more ``{"error": ...}`` line, as Ollama does."""
+    iterator = items.__aiter__()
+    try:
+        first = await iterator.__anext__()
+    except StopAsyncIteration:
+        return Response(b"", content_type=NDJSON_TYPE)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield (gojson.dumps(first) + "\n").encode()
+        try:
+            async for item in iterator:
+                yield (gojson.dumps(item) + "\n").encode()
+        except CorralError as error:
+            yield (gojson.dumps({"error": error.message}) + "\n").encode()
+        except Exception as error:  # a fault mid-stream still ends the stream with a readable line
+            log.exception("stream failed")
+            yield (gojson.dumps({"error": str(error) or type(error).__name__}) + "\n").encode()
+
+    response = Response(body(), content_type=NDJSON_TYPE)
+    response.timeout = None  # a generation or pull may stream for far longer than Quart's 60 s
+    return response

@@ -1,0 +1,63 @@
+"""Running the server: Hypercorn embedded in the process, bound per OLLAMA_HOST, with our own
+signal handling so in-flight streams end cleanly and every runner stops before we exit."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+from typing import Any
+
+from corral import __version__
+from corral.errors import CorralError
+
+from .app import create_app
+
+log = logging.getLogger("corral.server")
+
+GRACEFUL_SECONDS = 5.0
+
+
+def configure_logging(debug: int) -> None:
+    level = logging.DEBUG if debug else logging.INFO
+    logging.basicConfig(level=level, format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s")
+    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+
+
+async def serve(kernel: Any) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    settings = kernel.settings
+    configure_logging(settings.debug)
+    config = Config()
+    config.bind = [settings.host.bind]
+    config.graceful_timeout = GRACEFUL_SECONDS
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.keep_alive_timeout = 75
+    config.h11_max_incomplete_size = 64 * 1024
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with kernel.running():
+            pruned = await kernel.store.prune()
+            if pruned:
+                log.info("removed %d unused or abandoned files from %s", pruned, kernel.store.location)
+            app = create_app(kernel)
+            log.info("corral %s listening on %s (models in %s)", __version__, settings.host.bind, kernel.store.location)
+            try:
+                await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise CorralError(f"listen tcp {settings.host.bind}: bind: address already in use") from None
+                raise CorralError(f"listen tcp {settings.host.bind}: {error.strerror or error}") from None
+        log.info("corral stopped")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
