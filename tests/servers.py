@@ -1,0 +1,84 @@
+"""Start a real ``corral serve`` on a free port, as a user would, and stop it cleanly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from ollama_store import ollama_model
+
+SMOL_TEMPLATE = (
+    "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] = ("registry.ollama.ai", "library", "smol", "latest")) -> Path:
+    """An Ollama store holding the real SmolLM2 model, as `ollama create` would leave it."""
+    import hashlib
+
+    digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    link_or_copy(gguf, root / "blobs" / f"sha256-{digest}")
+    ollama_model(root, name, gguf.read_bytes(), template=SMOL_TEMPLATE,
+                 params={"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2},
+                 system="You are a helpful assistant.", model_type="134.52M", file_type="Q4_1")
+    return root
+
+
+@contextmanager
+def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]:
+    """Run ``corral serve`` with ``env``; yield its URL; SIGTERM it and check it exits cleanly."""
+    port = free_port()
+    env = {**env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"corral serve did not start:\n{process.communicate()[0]}")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+            raise RuntimeError(f"corral serve did not stop on SIGTERM:\n{output}") from None
+        if process.returncode != 0:
+            raise RuntimeError(f"corral serve exited with {process.returncode}:\n{output}")
