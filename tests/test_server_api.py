@@ -178,3 +178,34 @@ def test_async_client(server: str) -> None:
 
     names, info = anyio.run(scenario)
     assert names == ["smol:latest"] and info["general.architecture"] == "llama"
+
+
+def test_cors_and_host_checks_on_the_real_server(server: str) -> None:
+    preflight = httpx.options(f"{server}/api/tags", headers={
+        "Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    allowed = httpx.get(f"{server}/api/tags", headers={"Origin": "http://127.0.0.1:8080"})
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "http://127.0.0.1:8080"
+    refused = httpx.get(f"{server}/api/tags", headers={"Origin": "https://evil.example"})
+    assert (refused.status_code, refused.content) == (403, b"")
+    rebinding = httpx.get(f"{server}/api/tags", headers={"Host": "evil.example"})
+    assert (rebinding.status_code, rebinding.content) == (403, b"")
+
+
+def test_ollama_origins_extends_the_list(server_env: dict[str, str]) -> None:
+    from servers import running_server
+
+    with running_server({**server_env, "OLLAMA_ORIGINS": "http://ui.example:*"}) as url:
+        response = httpx.get(f"{url}/api/version", headers={"Origin": "http://ui.example:3000"})
+        assert response.headers["access-control-allow-origin"] == "http://ui.example:3000"
+
+
+def test_bad_ollama_origins_stops_the_server_with_a_clear_error(server_env: dict[str, str]) -> None:
+    from support import run_corral
+
+    result = run_corral("serve", env={**server_env, "OLLAMA_ORIGINS": "ws://nope", "OLLAMA_HOST": "127.0.0.1:0"})
+    assert result.returncode != 0
+    assert "Error: OLLAMA_ORIGINS" in result.stderr and "Traceback" not in result.stderr

@@ -33,6 +33,8 @@ def register_blueprints(kernel: Any) -> list[Any]:
 
 @hookimpl
 def asgi_wrapper(kernel: Any) -> Any:
+    """The request log outermost (so refusals are logged too), then CORS and the Host check."""
+    from .cors import CorsAndHostGuard
     from .request_log import RequestLog
 
-    return lambda app: RequestLog(app, debug=kernel.settings.debug)
+    return lambda app: RequestLog(CorsAndHostGuard.from_settings(app, kernel.settings), debug=kernel.settings.debug)
