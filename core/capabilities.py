@@ -2,37 +2,34 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import TemplateError
 from .gguf import GGUFFile
-
-_TOOLS = re.compile(r"\{\{[^}]*\$?\.Tools\b")
-_SUFFIX = re.compile(r"\{\{[^}]*\.Suffix\b")
-_THINKING = re.compile(r"\{\{-?\s*if\s+[^}]*\.Thinking\b")
+from .gotemplate.ollama import PromptTemplate
+from .jinja_template import chat_template_capabilities
 
 
 def capabilities(
-    *, gguf: GGUFFile | None, template: str | None, has_projector: bool, config: Mapping[str, Any]
+    *, gguf: GGUFFile | None, template: str | None, has_projector: bool, config: Mapping[str, Any],
+    jinja: str | None = None,
 ) -> list[str]:
-    """``completion`` or ``embedding``, then ``tools``, ``insert``, ``vision``, ``thinking``."""
-    found: list[str] = []
-    if gguf is not None and gguf.pooling_type is not None:
-        found.append("embedding")
-    else:
-        found.append("completion")
+    """``completion`` or ``embedding``, then what the template supports (``tools``, ``insert``,
+    ``thinking``), ``vision``, and any the config declares. ``template`` is the Go TEMPLATE;
+    ``jinja`` the GGUF chat template used when there is none."""
+    found = ["embedding" if gguf is not None and gguf.pooling_type is not None else "completion"]
     if template:
-        if _TOOLS.search(template):
-            found.append("tools")
-        if _SUFFIX.search(template):
-            found.append("insert")
+        try:
+            found += PromptTemplate.parse(template).capabilities()
+        except TemplateError:
+            pass
+    elif jinja:
+        found += chat_template_capabilities(jinja)
     vision_key = f"{gguf.architecture}.vision.block_count" if gguf and gguf.architecture else None
     if has_projector or (gguf is not None and vision_key in gguf.metadata):
         found.append("vision")
-    if template and _THINKING.search(template):
-        found.append("thinking")
     for extra in config.get("capabilities") or ():
-        if isinstance(extra, str) and extra not in found:
+        if isinstance(extra, str):
             found.append(extra)
-    return found
+    return list(dict.fromkeys(found))

@@ -1,33 +1,21 @@
 """JSON encoded the way Go's encoding/json writes it, for byte-compatible files and responses:
 compact, raw UTF-8 with ``<``, ``>`` and ``&`` escaped, and floats formatted as Go formats them
-(``100000`` not ``100000.0``, ``0.00001`` not ``1e-05``)."""
+(``100000`` not ``100000.0``, ``0.00001`` not ``1e-05``).
+
+This is the fast path for plain JSON values (it runs per streamed token); the template engine's
+``corral.gotemplate.gojson.marshal`` handles Go structs and omitempty."""
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
+
+from .gotemplate.gojson import encode_float
 
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _TABLE = str.maketrans(_GO_ESCAPES)
 _string = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def go_json_float(value: float) -> str:
-    """``strconv.AppendFloat(f, 'f' or 'e', -1, 64)`` as encoding/json chooses between them."""
-    if not math.isfinite(value):
-        raise ValueError(f"json: unsupported value: {value}")
-    if value == 0:
-        return "0"
-    if 1e-6 <= abs(value) < 1e21:
-        text = format(Decimal(repr(value)), "f")
-        return text[:-2] if text.endswith(".0") else text
-    mantissa, _, exponent = repr(value).partition("e")
-    mantissa = mantissa[:-2] if mantissa.endswith(".0") else mantissa
-    sign = "-" if exponent.startswith("-") else "+"
-    return f"{mantissa}e{sign}{int(exponent.lstrip('+-'))}"
 
 
 def _encode(value: Any, out: list[str]) -> None:
@@ -42,7 +30,7 @@ def _encode(value: Any, out: list[str]) -> None:
     elif isinstance(value, int):
         out.append(str(value))
     elif isinstance(value, float):
-        out.append(go_json_float(value))
+        out.append(encode_float(value))
     elif isinstance(value, Mapping):
         out.append("{")
         for index, (key, item) in enumerate(value.items()):

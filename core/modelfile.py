@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .gofmt import go_value
+from .gotemplate.gofmt import sprint, sprintf
 
 
 def quote(value: str) -> str:
@@ -38,7 +38,7 @@ def format_modelfile(
         lines.append(f"SYSTEM {quote(system)}")
     for name, value in (params or {}).items():
         for item in value if isinstance(value, list) else [value]:
-            lines.append(f"PARAMETER {name} {quote(go_value(item))}")
+            lines.append(f"PARAMETER {name} {quote(sprint(item))}")
     lines += [f"LICENSE {quote(text)}" for text in licenses]
     for message in messages:
         lines.append(f"MESSAGE {message.get('role', '')} {quote(str(message.get('content', '')))}")
@@ -50,5 +50,5 @@ def format_parameters(params: Mapping[str, Any]) -> str:
     lines = []
     for name, value in params.items():
         for item in value if isinstance(value, list) else [value]:
-            lines.append(f"{name:<30} {go_value(item, quoted=True)}")
+            lines.append(sprintf("%-30s %#v", name, item))
     return "\n".join(lines)

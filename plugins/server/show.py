@@ -81,8 +81,8 @@ def show_response(info: ModelInfo, parts: ModelParts, gguf: GGUFFile | None, *, 
     if verbose and gguf is not None:
         response["tensors"] = [{"name": t.name, "type": t.type, "shape": list(t.shape)} for t in gguf.tensors]
     response["capabilities"] = capabilities(
-        gguf=gguf, template=template, has_projector=info.manifest.layer_of(MEDIA_PROJECTOR) is not None,
-        config=info.config,
+        gguf=gguf, template=parts.template, jinja=gguf.chat_template if gguf else None,
+        has_projector=info.manifest.layer_of(MEDIA_PROJECTOR) is not None, config=info.config,
     )
     response["modified_at"] = rfc3339(info.modified_at)
     return response
