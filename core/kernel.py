@@ -13,6 +13,8 @@ import attrs
 
 from .errors import ConfigError, InvalidRequest, PluginError
 from .manager import CorralPluginManager, collect, make_plugin_manager
+from .inference import Inference
+from .scheduler import Scheduler
 from .settings import Settings
 from .store import ModelStore
 from .types import Event, RuntimeSpec, SettingSpec, SourceSpec, StoreSpec
@@ -103,6 +105,14 @@ class Kernel:
     def _built_sources(self) -> dict[str, Any]:
         return {}
 
+    @cached_property
+    def scheduler(self) -> Scheduler:
+        return Scheduler(self)
+
+    @cached_property
+    def inference(self) -> Inference:
+        return Inference(self)
+
     # -- life -------------------------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
@@ -117,6 +127,7 @@ class Kernel:
     async def running(self) -> AsyncIterator[Kernel]:
         """Enter every plugin's lifespan (in plugin order) and leave them in reverse."""
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.scheduler.running())
             for manager in self.pm.hook.lifespan(kernel=self):
                 if manager is not None:
                     await stack.enter_async_context(manager)

@@ -22,6 +22,7 @@ BUNDLED_PLUGINS: tuple[str, ...] = (
     "corral.plugins.store_fs",
     "corral.plugins.cli.commands",
     "corral.plugins.server",
+    "corral.plugins.runtime_llamacpp",
 )
 
 

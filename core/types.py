@@ -231,6 +231,9 @@ class LoadSpec:
     adapters: tuple[str, ...] = ()
     projector: str | None = None
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    """Load-time options: num_ctx (already capped to the model's), num_batch, num_thread, use_mmap..."""
+    num_parallel: int = 1
+    embedding: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -238,7 +241,9 @@ class CompletionRequest:
     prompt: str
     options: Mapping[str, Any] = attrs.field(factory=dict)
     images: tuple[bytes, ...] = ()
-    grammar: str | None = None
+    context: tuple[int, ...] = ()
+    format: Any = None
+    """None, "json" or a JSON schema (a dict) that the output must follow."""
 
 
 @attrs.frozen(kw_only=True)
@@ -250,6 +255,7 @@ class CompletionChunk:
     completion_tokens: int = 0
     prompt_duration_ns: int = 0
     eval_duration_ns: int = 0
+    context: tuple[int, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -264,3 +270,16 @@ class ModelParts:
     params: Mapping[str, Any] = attrs.field(factory=dict)
     licenses: tuple[str, ...] = ()
     messages: tuple[Mapping[str, Any], ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ModelLoaded(Event):
+    name: str
+    runtime: str
+    seconds: float
+
+
+@attrs.frozen(kw_only=True)
+class ModelUnloaded(Event):
+    name: str
+    reason: str

@@ -26,9 +26,9 @@ def register_commands(cli: Any) -> None:
 
 @hookimpl
 def register_blueprints(kernel: Any) -> list[Any]:
-    from .ollama_api import blueprint
+    from . import inference_api, ollama_api
 
-    return [blueprint]
+    return [ollama_api.blueprint, inference_api.blueprint]
 
 
 @hookimpl

@@ -1,0 +1,378 @@
+"""Generation, chat and embeddings with Ollama's semantics, for every frontend to share.
+
+Requests and replies are records; the HTTP edges turn them into Ollama's or OpenAI's JSON.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from . import options as option_rules
+from .capabilities import capabilities
+from .durations import parse_go_duration
+from .errors import InvalidRequest, ModelNotFound, RuntimeFailure
+from .gguf import GGUFFile, read_gguf
+from .gotemplate.named import named_template
+from .gotemplate.ollama import DEFAULT_TEMPLATE, PromptTemplate, PromptValues, message_from
+from .jinja_template import ChatTemplate
+from .thinking import ThinkingSplitter
+from .toolcalls import ToolCallParser
+from .types import MEDIA_PROJECTOR, CompletionRequest, ModelInfo, ModelParts
+
+THINK_LEVELS = ("high", "medium", "low", "max")
+
+
+@attrs.frozen(kw_only=True)
+class Metrics:
+    total_ns: int = 0
+    load_ns: int = 0
+    prompt_tokens: int = 0
+    prompt_ns: int = 0
+    eval_tokens: int = 0
+    eval_ns: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Reply:
+    """One piece of a streamed answer; the last has ``done=True`` and the metrics."""
+
+    text: str = ""
+    thinking: str = ""
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    done: bool = False
+    done_reason: str | None = None
+    context: tuple[int, ...] | None = None
+    metrics: Metrics | None = None
+
+
+@attrs.frozen(kw_only=True)
+class GenerateRequest:
+    model: str
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    context: tuple[int, ...] = ()
+    raw: bool = False
+    format: Any = None
+    images: tuple[bytes, ...] = ()
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    keep_alive: float | None = None
+    think: bool | str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ChatRequest:
+    model: str
+    messages: tuple[Mapping[str, Any], ...] = ()
+    tools: tuple[Mapping[str, Any], ...] = ()
+    format: Any = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    keep_alive: float | None = None
+    think: bool | str | None = None
+    truncate: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class EmbedRequest:
+    model: str
+    inputs: tuple[str, ...]
+    truncate: bool = True
+    dimensions: int | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    keep_alive: float | None = None
+    normalize: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+    metrics: Metrics
+
+
+@attrs.frozen(kw_only=True)
+class Prepared:
+    """What a request needs to know about a model, computed once per manifest digest."""
+
+    info: ModelInfo
+    parts: ModelParts
+    gguf: GGUFFile | None
+    template: PromptTemplate | ChatTemplate
+    params: Mapping[str, Any]
+    capabilities: tuple[str, ...]
+    bos_token: str = ""
+    eos_token: str = ""
+
+
+def parse_keep_alive_value(value: Any) -> float | None:
+    """A request's keep_alive: seconds as a number, or a Go duration string. Negative: forever."""
+    from .durations import FOREVER
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidRequest(f"Unsupported type: '{type(value).__name__}'")
+    try:
+        seconds = parse_go_duration(value.strip()) if isinstance(value, str) else float(value)
+    except ValueError as error:
+        raise InvalidRequest(str(error)) from None
+    return FOREVER if seconds < 0 else seconds
+
+
+def check_think(value: Any) -> bool | str | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if value not in THINK_LEVELS:
+            raise InvalidRequest(f'invalid think value: "{value}" (must be "high", "medium", "low", "max", true, or false)')
+        return value
+    raise InvalidRequest('think must be a boolean or string ("high", "medium", "low", "max", true, or false)')
+
+
+@attrs.define(eq=False)
+class Inference:
+    kernel: Any
+    _prepared: OrderedDict[str, Prepared] = attrs.field(factory=OrderedDict)
+
+    # -- models -----------------------------------------------------------------------------
+
+    async def prepare(self, name: str) -> Prepared:
+        info = await self.kernel.store.get(name)
+        cached = self._prepared.get(info.digest)
+        if cached is not None:
+            self._prepared.move_to_end(info.digest)
+            return cached
+        parts = await self.kernel.store.parts(info)
+        gguf = None
+        if parts.model_path is not None:
+            gguf = await anyio.to_thread.run_sync(read_gguf, parts.model_path)
+        params: dict[str, Any] = dict(parts.params)
+        jinja = gguf.chat_template if gguf is not None else None
+        template: PromptTemplate | ChatTemplate
+        if parts.template is not None:
+            template = PromptTemplate.parse(parts.template)
+        elif jinja and (named := named_template(jinja)) is not None:
+            template = PromptTemplate.parse(named.template)
+            params = {**(named.parameters or {}), **params}
+        elif jinja:
+            template = ChatTemplate(jinja)
+        else:
+            template = DEFAULT_TEMPLATE
+        prepared = Prepared(
+            info=info, parts=parts, gguf=gguf, template=template, params=params,
+            capabilities=tuple(capabilities(
+                gguf=gguf, template=parts.template, jinja=jinja,
+                has_projector=info.manifest.layer_of(MEDIA_PROJECTOR) is not None, config=info.config)),
+            bos_token=_token_text(gguf, "tokenizer.ggml.bos_token_id"),
+            eos_token=_token_text(gguf, "tokenizer.ggml.eos_token_id"),
+        )
+        self._prepared[info.digest] = prepared
+        while len(self._prepared) > 16:
+            self._prepared.popitem(last=False)
+        return prepared
+
+    def _options(self, prepared: Prepared, request_options: Mapping[str, Any]) -> dict[str, Any]:
+        return option_rules.merge(prepared.params, request_options,
+                                  context_length=self.kernel.settings.context_length)
+
+    def _require(self, prepared: Prepared, capability: str, message: str) -> None:
+        if capability not in prepared.capabilities:
+            raise InvalidRequest(message)
+
+    def _thinking(self, prepared: Prepared, think: bool | str | None, label: str) -> tuple[bool, str, bool]:
+        """(think on, level, was set) after Ollama's rules; 400 for think on a model without it."""
+        supported = "thinking" in prepared.capabilities
+        if think not in (None, False) and not supported:
+            raise InvalidRequest(f'"{label}" does not support thinking')
+        if think is None:
+            return supported, "medium" if supported else "", False
+        if isinstance(think, str):
+            return True, think, True
+        return think, "medium" if think else "", True
+
+    async def unload(self, name: str) -> ModelInfo:
+        info = await self.kernel.store.get(name)
+        await self.kernel.scheduler.unload(info)
+        return info
+
+    # -- generate ---------------------------------------------------------------------------
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Reply]:
+        started = time.perf_counter_ns()
+        prepared = await self.prepare(request.model)
+        if not request.prompt and request.keep_alive == 0:
+            await self.kernel.scheduler.unload(prepared.info)
+            yield Reply(done=True, done_reason="unload")
+            return
+        if request.raw and (request.template or request.system or request.context):
+            raise InvalidRequest("raw mode does not support template, system, or context")
+        think, level, think_set = self._thinking(prepared, request.think, request.model)
+        self._require(prepared, "completion", f'"{request.model}" does not support generate')
+        if request.suffix:
+            self._require(prepared, "insert", f"{prepared.info.ref} does not support insert")
+        options = self._options(prepared, request.options)
+        async with self.kernel.scheduler.lease(prepared.info, options, keep_alive=request.keep_alive) as lease:
+            if not request.prompt:
+                yield Reply(done=True, done_reason="load",
+                            metrics=Metrics(total_ns=time.perf_counter_ns() - started, load_ns=lease.load_duration_ns))
+                return
+            if request.raw:
+                prompt = request.prompt
+            else:
+                template = PromptTemplate.parse(request.template) if request.template else prepared.template
+                messages: list[Any] = []
+                system = request.system if request.system is not None else prepared.parts.system
+                if system:
+                    messages.append({"role": "system", "content": system})
+                if not request.context:
+                    messages.extend(prepared.parts.messages)
+                messages.append({"role": "user", "content": request.prompt, "images": list(request.images)})
+                prompt = self._render(prepared, template, messages, (), think, level, think_set,
+                                      prompt=request.prompt, suffix=request.suffix)
+            completion = CompletionRequest(prompt=prompt, options=options, images=request.images,
+                                           context=request.context, format=request.format)
+            async for reply in self._stream(prepared, lease, completion, started, think=think, tools=()):
+                yield attrs.evolve(reply, context=None) if request.raw and reply.done else reply
+
+    # -- chat -------------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest) -> AsyncIterator[Reply]:
+        started = time.perf_counter_ns()
+        prepared = await self.prepare(request.model)
+        if not request.messages and request.keep_alive == 0:
+            await self.kernel.scheduler.unload(prepared.info)
+            yield Reply(done=True, done_reason="unload")
+            return
+        self._require(prepared, "completion", f'"{request.model}" does not support chat')
+        if request.tools:
+            self._require(prepared, "tools", f"{prepared.info.ref} does not support tools")
+        think, level, think_set = self._thinking(prepared, request.think, request.model)
+        options = self._options(prepared, request.options)
+        async with self.kernel.scheduler.lease(prepared.info, options, keep_alive=request.keep_alive) as lease:
+            if not request.messages:
+                yield Reply(done=True, done_reason="load",
+                            metrics=Metrics(total_ns=time.perf_counter_ns() - started, load_ns=lease.load_duration_ns))
+                return
+            messages = list(prepared.parts.messages) + list(request.messages)
+            if prepared.parts.system and (not request.messages or request.messages[0].get("role") != "system"):
+                messages.insert(0, {"role": "system", "content": prepared.parts.system})
+            prompt = await self._fit(prepared, lease, messages, request.tools, think, level, think_set,
+                                     limit=lease.entry.context_length, truncate=request.truncate)
+            completion = CompletionRequest(prompt=prompt, options=options, format=request.format)
+            async for reply in self._stream(prepared, lease, completion, started, think=think, tools=request.tools):
+                yield attrs.evolve(reply, context=None)
+
+    async def _fit(self, prepared: Prepared, lease: Any, messages: list[Any], tools: Sequence[Any],
+                   think: bool, level: str, think_set: bool, *, limit: int, truncate: bool) -> str:
+        """Render, dropping the oldest turns (never system messages, never the last) until the
+        prompt fits the context, as Ollama's chatPrompt does."""
+        while True:
+            prompt = self._render(prepared, prepared.template, messages, tools, think, level, think_set)
+            if len(prompt) <= limit or not truncate:  # a token is at least one character
+                return prompt
+            tokenize = getattr(lease.model, "tokenize", None)
+            if tokenize is None or len(await tokenize(prompt)) <= limit:
+                return prompt
+            droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") != "system"]
+            if not droppable:
+                return prompt
+            del messages[droppable[0]]
+
+    def _render(self, prepared: Prepared, template: PromptTemplate | ChatTemplate, messages: Sequence[Any],
+                tools: Sequence[Any], think: bool, level: str, think_set: bool, *,
+                prompt: str = "", suffix: str = "") -> str:
+        if isinstance(template, ChatTemplate):
+            return template.render(messages, tools=list(tools) or None, add_generation_prompt=True,
+                                   bos_token=prepared.bos_token, eos_token=prepared.eos_token,
+                                   enable_thinking=think)
+        values = PromptValues(messages=[message_from(m) for m in messages], tools=list(tools) or None,
+                              prompt=prompt, suffix=suffix, think=think, think_level=level, is_think_set=think_set)
+        return template.render(values)
+
+    async def _stream(self, prepared: Prepared, lease: Any, completion: CompletionRequest, started: int, *,
+                      think: bool, tools: Sequence[Mapping[str, Any]]) -> AsyncIterator[Reply]:
+        splitter = None
+        if think and isinstance(prepared.template, PromptTemplate):
+            opening, closing = prepared.template.thinking_tags()
+            if opening and closing:
+                splitter = ThinkingSplitter(opening, closing,
+                                            starts_thinking=completion.prompt.rstrip().endswith(opening))
+        parser = ToolCallParser(_tool_names(tools)) if tools else None
+        async for chunk in lease.model.complete(completion):
+            if chunk.done:
+                thinking = content = ""
+                if splitter is not None:
+                    thinking, content = splitter.flush()
+                if parser is not None:
+                    content = parser.feed(content) + parser.finish()
+                if thinking or content:
+                    yield Reply(text=content, thinking=thinking)
+                if parser is not None and parser.calls:
+                    yield Reply(tool_calls=tuple(parser.calls))
+                yield Reply(done=True, done_reason="length" if chunk.done_reason == "length" else "stop",
+                            context=chunk.context, metrics=Metrics(
+                                total_ns=time.perf_counter_ns() - started, load_ns=lease.load_duration_ns,
+                                prompt_tokens=chunk.prompt_tokens, prompt_ns=chunk.prompt_duration_ns,
+                                eval_tokens=chunk.completion_tokens, eval_ns=chunk.eval_duration_ns))
+                return
+            thinking, content = splitter.feed(chunk.text) if splitter is not None else ("", chunk.text)
+            if parser is not None and content:
+                content = parser.feed(content)
+            if thinking or content:
+                yield Reply(text=content, thinking=thinking)
+        raise RuntimeFailure("the runner ended the answer without finishing it")
+
+    # -- embeddings -------------------------------------------------------------------------
+
+    async def embed(self, request: EmbedRequest) -> Embeddings:
+        started = time.perf_counter_ns()
+        prepared = await self.prepare(request.model)
+        options = self._options(prepared, request.options)
+        async with self.kernel.scheduler.lease(prepared.info, options, keep_alive=request.keep_alive,
+                                               embedding=True) as lease:
+            if not request.inputs:
+                return Embeddings(vectors=[], prompt_tokens=0, metrics=Metrics(load_ns=lease.load_duration_ns))
+            vectors, tokens = await lease.model.embed(list(request.inputs), truncate=request.truncate)
+        result = []
+        for vector in vectors:
+            if any(not math.isfinite(value) for value in vector):
+                raise RuntimeFailure("embedding contains NaN or Inf values")
+            if request.normalize:
+                if request.dimensions and 0 < request.dimensions < len(vector):
+                    vector = vector[: request.dimensions]
+                vector = _normalized(vector)
+            result.append(vector)
+        return Embeddings(vectors=result, prompt_tokens=tokens, metrics=Metrics(
+            total_ns=time.perf_counter_ns() - started, load_ns=lease.load_duration_ns, prompt_tokens=tokens))
+
+
+def _normalized(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(value * value for value in vector))
+    return [value / norm for value in vector] if norm else vector
+
+
+def _tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
+    names = []
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+            names.append(function["name"])
+    return names
+
+
+def _token_text(gguf: GGUFFile | None, key: str) -> str:
+    if gguf is None:
+        return ""
+    token_id = gguf.metadata.get(key)
+    tokens = gguf.metadata.get("tokenizer.ggml.tokens")
+    if isinstance(token_id, int) and isinstance(tokens, list) and 0 <= token_id < len(tokens):
+        return str(tokens[token_id])
+    return ""

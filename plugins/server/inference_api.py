@@ -1,0 +1,246 @@
+"""Ollama's inference endpoints: /api/generate, /api/chat, /api/embed, /api/embeddings, /api/ps."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+from quart import Blueprint, Response, current_app
+
+from corral.durations import FOREVER
+from corral.errors import InvalidName, InvalidRequest, ModelNotFound
+from corral.inference import (
+    ChatRequest,
+    EmbedRequest,
+    GenerateRequest,
+    Metrics,
+    Reply,
+    check_think,
+    parse_keep_alive_value,
+)
+from corral.names import parse_reference
+
+from .http import Fields, json_response, ndjson_stream, now_utc, read_json, rfc3339
+
+blueprint = Blueprint("ollama_inference", __name__)
+
+GO_FOREVER = dt.timedelta(microseconds=(2**63 - 1) // 1000)
+
+
+def inference() -> Any:
+    return current_app.extensions["corral.kernel"].inference
+
+
+def _model_name(fields: Fields, *, empty_status: int) -> str:
+    name = fields.model()
+    if not name:
+        if empty_status == 404:
+            raise ModelNotFound("", "model '' not found")
+        raise InvalidRequest("model is required")
+    try:
+        parse_reference(name)
+    except InvalidName:
+        raise InvalidRequest("invalid model name") from None
+    return name
+
+
+def _not_found(name: str) -> ModelNotFound:
+    return ModelNotFound(name, f"model '{name}' not found")
+
+
+def _images(value: Any) -> tuple[bytes, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidRequest("images must be a list of base64 strings")
+    try:
+        return tuple(base64.b64decode(item, validate=True) for item in value)
+    except binascii.Error as error:
+        raise InvalidRequest(f"illegal base64 data: {error}") from None
+
+
+def _format(value: Any) -> Any:
+    if value in (None, ""):
+        return None
+    if value == "json" or isinstance(value, dict):
+        return value
+    raise InvalidRequest(f'invalid format: {value!r}; expected "json" or a valid JSON Schema object')
+
+
+def _context(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        raise InvalidRequest("context must be a list of token ids")
+    return tuple(value)
+
+
+def _metrics(metrics: Metrics | None) -> dict[str, int]:
+    if metrics is None:
+        return {}
+    return {
+        "total_duration": metrics.total_ns, "load_duration": metrics.load_ns,
+        "prompt_eval_count": metrics.prompt_tokens, "prompt_eval_duration": metrics.prompt_ns,
+        "eval_count": metrics.eval_tokens, "eval_duration": metrics.eval_ns,
+    }
+
+
+def _generate_object(model: str, reply: Reply) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "created_at": now_utc(), "response": reply.text}
+    if reply.thinking:
+        body["thinking"] = reply.thinking
+    body["done"] = reply.done
+    if reply.done:
+        body["done_reason"] = reply.done_reason
+        if reply.context:
+            body["context"] = list(reply.context)
+        body.update(_metrics(reply.metrics))
+    if reply.tool_calls:
+        body["tool_calls"] = list(reply.tool_calls)
+    return body
+
+
+def _chat_object(model: str, reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.thinking:
+        message["thinking"] = reply.thinking
+    if reply.tool_calls:
+        message["tool_calls"] = list(reply.tool_calls)
+    body: dict[str, Any] = {"model": model, "created_at": now_utc(), "message": message, "done": reply.done}
+    if reply.done:
+        body["done_reason"] = reply.done_reason
+        body.update(_metrics(reply.metrics))
+    return body
+
+
+def _combined(replies: list[Reply]) -> Reply:
+    last = replies[-1]
+    calls = tuple(call for reply in replies for call in reply.tool_calls)
+    return Reply(text="".join(r.text for r in replies), thinking="".join(r.thinking for r in replies),
+                 tool_calls=calls, done=True, done_reason=last.done_reason, context=last.context, metrics=last.metrics)
+
+
+async def _respond(replies: AsyncIterator[Reply], shape: Any, model: str, stream: bool) -> Response:
+    try:
+        first = await replies.__anext__()
+    except ModelNotFound:
+        raise _not_found(model) from None
+    if first.done and first.done_reason in ("load", "unload"):
+        return json_response(shape(model, first))  # a single object even when streaming, as Ollama does
+
+    async def rest() -> AsyncIterator[Reply]:
+        yield first
+        async for reply in replies:
+            yield reply
+
+    if not stream:
+        collected = [reply async for reply in rest()]
+        return json_response(shape(model, _combined(collected)))
+
+    async def objects() -> AsyncIterator[dict[str, Any]]:
+        async for reply in rest():
+            yield shape(model, reply)
+
+    return await ndjson_stream(objects())
+
+
+@blueprint.route("/api/generate", methods=["POST"])
+async def generate() -> Response:
+    fields = Fields(await read_json("api.GenerateRequest"), "GenerateRequest")
+    model = _model_name(fields, empty_status=404)
+    request = GenerateRequest(
+        model=model, prompt=fields.string("prompt"), suffix=fields.string("suffix"),
+        system=fields.body.get("system") if isinstance(fields.body.get("system"), str) else None,
+        template=fields.string("template") or None, context=_context(fields.body.get("context")),
+        raw=fields.boolean("raw"), format=_format(fields.body.get("format")), images=_images(fields.body.get("images")),
+        options=fields.obj("options") or {}, keep_alive=parse_keep_alive_value(fields.body.get("keep_alive")),
+        think=check_think(fields.body.get("think")),
+    )
+    return await _respond(inference().generate(request), _generate_object, model, fields.boolean("stream", True))
+
+
+@blueprint.route("/api/chat", methods=["POST"])
+async def chat() -> Response:
+    fields = Fields(await read_json("api.ChatRequest"), "ChatRequest")
+    model = _model_name(fields, empty_status=400)
+    messages = fields.body.get("messages") or []
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise InvalidRequest("messages must be a list of objects")
+    checked = []
+    for message in messages:
+        if not isinstance(message.get("role", ""), str) or not isinstance(message.get("content", ""), (str, type(None))):
+            raise InvalidRequest("each message needs a string role and string content")
+        images = _images(message.get("images"))
+        checked.append({**message, "role": str(message.get("role", "")).lower(),
+                        "content": message.get("content") or "", "images": list(images)})
+    tools = fields.body.get("tools") or []
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise InvalidRequest("tools must be a list of objects")
+    request = ChatRequest(
+        model=model, messages=tuple(checked), tools=tuple(tools), format=_format(fields.body.get("format")),
+        options=fields.obj("options") or {}, keep_alive=parse_keep_alive_value(fields.body.get("keep_alive")),
+        think=check_think(fields.body.get("think")), truncate=fields.boolean("truncate", True),
+    )
+    return await _respond(inference().chat(request), _chat_object, model, fields.boolean("stream", True))
+
+
+@blueprint.route("/api/embed", methods=["POST"])
+async def embed() -> Response:
+    fields = Fields(await read_json("api.EmbedRequest"), "EmbedRequest")
+    model = _model_name(fields, empty_status=404)
+    raw = fields.body.get("input")
+    if isinstance(raw, str):
+        inputs: tuple[str, ...] = (raw,) if raw else ()
+    elif isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        inputs = tuple(raw)
+    elif raw is None:
+        inputs = ()
+    else:
+        raise InvalidRequest("invalid input type")
+    dimensions = fields.body.get("dimensions")
+    if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int)):
+        raise InvalidRequest("json: cannot unmarshal into Go struct field EmbedRequest.dimensions of type int")
+    request = EmbedRequest(model=model, inputs=inputs, truncate=fields.boolean("truncate", True),
+                           dimensions=dimensions, options=fields.obj("options") or {},
+                           keep_alive=parse_keep_alive_value(fields.body.get("keep_alive")))
+    try:
+        result = await inference().embed(request)
+    except ModelNotFound:
+        raise _not_found(model) from None
+    return json_response({"model": model, "embeddings": result.vectors,
+                          "total_duration": result.metrics.total_ns, "load_duration": result.metrics.load_ns,
+                          "prompt_eval_count": result.prompt_tokens})
+
+
+@blueprint.route("/api/embeddings", methods=["POST"])
+async def embeddings() -> Response:
+    fields = Fields(await read_json("api.EmbeddingRequest"), "EmbeddingRequest")
+    model = _model_name(fields, empty_status=400)
+    prompt = fields.string("prompt")
+    request = EmbedRequest(model=model, inputs=(prompt,) if prompt else (), normalize=False,
+                           options=fields.obj("options") or {},
+                           keep_alive=parse_keep_alive_value(fields.body.get("keep_alive")))
+    result = await inference().embed(request)
+    return json_response({"embedding": result.vectors[0] if result.vectors else []})
+
+
+@blueprint.route("/api/ps", methods=["GET"])
+async def ps() -> Response:
+    scheduler = current_app.extensions["corral.kernel"].scheduler
+    models = []
+    now = dt.datetime.now().astimezone()
+    for entry in scheduler.loaded():
+        info = entry.info
+        if entry.keep_alive == FOREVER:
+            expires = now + GO_FOREVER  # what Ollama shows: now plus the longest Go duration
+        else:
+            expires = entry.expires_at or now + dt.timedelta(seconds=entry.keep_alive)
+        models.append({
+            "name": info.name, "model": info.name, "size": info.size, "digest": info.digest,
+            "details": info.details(), "expires_at": rfc3339(expires),
+            "size_vram": 0, "context_length": entry.context_length,
+        })
+    return json_response({"models": models})
