@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from contextlib import aclosing
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -239,8 +240,9 @@ class Inference:
                                       prompt=request.prompt, suffix=request.suffix)
             completion = CompletionRequest(prompt=prompt, options=options, images=request.images,
                                            context=request.context, format=request.format)
-            async for reply in self._stream(prepared, lease, completion, started, think=think, tools=()):
-                yield attrs.evolve(reply, context=None) if request.raw and reply.done else reply
+            async with aclosing(self._stream(prepared, lease, completion, started, think=think, tools=())) as replies:
+                async for reply in replies:
+                    yield attrs.evolve(reply, context=None) if request.raw and reply.done else reply
 
     # -- chat -------------------------------------------------------------------------------
 
@@ -267,8 +269,10 @@ class Inference:
             prompt = await self._fit(prepared, lease, messages, request.tools, think, level, think_set,
                                      limit=lease.entry.context_length, truncate=request.truncate)
             completion = CompletionRequest(prompt=prompt, options=options, format=request.format)
-            async for reply in self._stream(prepared, lease, completion, started, think=think, tools=request.tools):
-                yield attrs.evolve(reply, context=None)
+            stream = self._stream(prepared, lease, completion, started, think=think, tools=request.tools)
+            async with aclosing(stream) as replies:
+                async for reply in replies:
+                    yield attrs.evolve(reply, context=None)
 
     async def _fit(self, prepared: Prepared, lease: Any, messages: list[Any], tools: Sequence[Any],
                    think: bool, level: str, think_set: bool, *, limit: int, truncate: bool) -> str:
@@ -306,28 +310,29 @@ class Inference:
                 splitter = ThinkingSplitter(opening, closing,
                                             starts_thinking=completion.prompt.rstrip().endswith(opening))
         parser = ToolCallParser(_tool_names(tools)) if tools else None
-        async for chunk in lease.model.complete(completion):
-            if chunk.done:
-                thinking = content = ""
-                if splitter is not None:
-                    thinking, content = splitter.flush()
-                if parser is not None:
-                    content = parser.feed(content) + parser.finish()
+        async with aclosing(lease.model.complete(completion)) as chunks:
+            async for chunk in chunks:
+                if chunk.done:
+                    thinking = content = ""
+                    if splitter is not None:
+                        thinking, content = splitter.flush()
+                    if parser is not None:
+                        content = parser.feed(content) + parser.finish()
+                    if thinking or content:
+                        yield Reply(text=content, thinking=thinking)
+                    if parser is not None and parser.calls:
+                        yield Reply(tool_calls=tuple(parser.calls))
+                    yield Reply(done=True, done_reason="length" if chunk.done_reason == "length" else "stop",
+                                context=chunk.context, metrics=Metrics(
+                                    total_ns=time.perf_counter_ns() - started, load_ns=lease.load_duration_ns,
+                                    prompt_tokens=chunk.prompt_tokens, prompt_ns=chunk.prompt_duration_ns,
+                                    eval_tokens=chunk.completion_tokens, eval_ns=chunk.eval_duration_ns))
+                    return
+                thinking, content = splitter.feed(chunk.text) if splitter is not None else ("", chunk.text)
+                if parser is not None and content:
+                    content = parser.feed(content)
                 if thinking or content:
                     yield Reply(text=content, thinking=thinking)
-                if parser is not None and parser.calls:
-                    yield Reply(tool_calls=tuple(parser.calls))
-                yield Reply(done=True, done_reason="length" if chunk.done_reason == "length" else "stop",
-                            context=chunk.context, metrics=Metrics(
-                                total_ns=time.perf_counter_ns() - started, load_ns=lease.load_duration_ns,
-                                prompt_tokens=chunk.prompt_tokens, prompt_ns=chunk.prompt_duration_ns,
-                                eval_tokens=chunk.completion_tokens, eval_ns=chunk.eval_duration_ns))
-                return
-            thinking, content = splitter.feed(chunk.text) if splitter is not None else ("", chunk.text)
-            if parser is not None and content:
-                content = parser.feed(content)
-            if thinking or content:
-                yield Reply(text=content, thinking=thinking)
         raise RuntimeFailure("the runner ended the answer without finishing it")
 
     # -- embeddings -------------------------------------------------------------------------

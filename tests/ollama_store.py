@@ -14,7 +14,9 @@ def write_blob(root: Path, data: bytes) -> dict[str, object]:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     blobs = root / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
-    (blobs / digest.replace(":", "-")).write_bytes(data)
+    path = blobs / digest.replace(":", "-")
+    if not path.exists():  # never write through a hard link to a shared file
+        path.write_bytes(data)
     return {"digest": digest, "size": len(data)}
 
 

@@ -31,21 +31,38 @@ def free_port() -> int:
 
 def link_or_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return
     try:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
 
 
-def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] = ("registry.ollama.ai", "library", "smol", "latest")) -> Path:
+TOOLS_TEMPLATE = (
+    "{{- if or .System .Tools }}<|im_start|>system\n{{ .System }}"
+    "{{- if .Tools }}\nYou can call these tools by answering with JSON:\n{{ range .Tools }}{{ json .Function }}\n{{ end }}"
+    "{{- end }}<|im_end|>\n{{ end }}"
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}"
+    "{{- range .ToolCalls }}{{ json .Function }}{{ end }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
+)
+THINKING_TEMPLATE = (
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n"
+    "{{- if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}<|im_end|>\n{{ end }}"
+    "<|im_start|>assistant\n{{ if $.Think }}<think>\n{{ end }}"
+)
+SMOL_PARAMS = {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2}
+
+
+def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] = ("registry.ollama.ai", "library", "smol", "latest"),
+                       *, template: str = SMOL_TEMPLATE, system: str | None = "You are a helpful assistant.") -> Path:
     """An Ollama store holding the real SmolLM2 model, as `ollama create` would leave it."""
     import hashlib
 
     digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
     link_or_copy(gguf, root / "blobs" / f"sha256-{digest}")
-    ollama_model(root, name, gguf.read_bytes(), template=SMOL_TEMPLATE,
-                 params={"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2},
-                 system="You are a helpful assistant.", model_type="134.52M", file_type="Q4_1")
+    ollama_model(root, name, gguf.read_bytes(), template=template, params=SMOL_PARAMS,
+                 system=system, model_type="134.52M", file_type="Q4_1")
     return root
 
 

@@ -88,7 +88,6 @@ class Completion:
             keep = min(max(options.get("num_keep", 4), 0), n_ctx // 2)
             tokens = tokens[:keep] + tokens[len(tokens) - (n_ctx - keep - 1):]  # leave room to answer
         self.prompt_tokens = len(tokens)
-        self.generated = 0
         self.started = time.perf_counter_ns()
         self.first_token_at: int | None = None
         max_tokens = options.get("num_predict", -1)
@@ -116,7 +115,6 @@ class Completion:
         self.zero_budget = max_tokens == 0
 
     def _count(self, _tokens: Any, _logits: Any) -> bool:
-        self.generated += 1
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter_ns()
         return False
@@ -142,9 +140,11 @@ class Completion:
     def finish(self, out: Output, reason: str) -> None:
         now = time.perf_counter_ns()
         first = self.first_token_at or now
+        # The last sampled token is never evaluated, so it is not in the context.
+        generated = self.llm.n_tokens - self.prompt_tokens + 1 if self.first_token_at else 0
         out.send({
             "id": self.id, "done": True, "done_reason": reason,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.generated,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": max(generated, 0),
             "prompt_ns": first - self.started, "eval_ns": now - first,
             "context": [int(token) for token in self.llm.input_ids[: self.llm.n_tokens]],
         })

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from quart import Response, request
@@ -107,25 +107,30 @@ def now_utc() -> str:
     return rfc3339(dt.datetime.now(dt.timezone.utc))
 
 
-async def ndjson_stream(items: AsyncIterator[Mapping[str, Any]]) -> Response:
+async def ndjson_stream(items: AsyncGenerator[Mapping[str, Any], None]) -> Response:
     """Stream objects as NDJSON. An error before the first object is a normal error response with
-    its status; an error after it is one more ``{"error": ...}`` line, as Ollama does."""
-    iterator = items.__aiter__()
+    its status; an error after it is one more ``{"error": ...}`` line, as Ollama does. ``items``
+    is closed when the stream ends, however it ends."""
     try:
-        first = await iterator.__anext__()
+        first = await items.__anext__()
     except StopAsyncIteration:
         return Response(b"", content_type=NDJSON_TYPE)
+    except BaseException:
+        await items.aclose()
+        raise
 
     async def body() -> AsyncIterator[bytes]:
         yield (gojson.dumps(first) + "\n").encode()
         try:
-            async for item in iterator:
+            async for item in items:
                 yield (gojson.dumps(item) + "\n").encode()
         except CorralError as error:
             yield (gojson.dumps({"error": error.message}) + "\n").encode()
         except Exception as error:  # a fault mid-stream still ends the stream with a readable line
             log.exception("stream failed")
             yield (gojson.dumps({"error": str(error) or type(error).__name__}) + "\n").encode()
+        finally:
+            await items.aclose()
 
     response = Response(body(), content_type=NDJSON_TYPE)
     response.timeout = None  # a generation or pull may stream for far longer than Quart's 60 s

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 from quart import Blueprint, Response, current_app
@@ -79,13 +80,15 @@ def _context(value: Any) -> tuple[int, ...]:
 
 
 def _metrics(metrics: Metrics | None) -> dict[str, int]:
+    """Ollama's metrics fields, each left out when zero (Go's omitempty)."""
     if metrics is None:
         return {}
-    return {
+    fields = {
         "total_duration": metrics.total_ns, "load_duration": metrics.load_ns,
         "prompt_eval_count": metrics.prompt_tokens, "prompt_eval_duration": metrics.prompt_ns,
         "eval_count": metrics.eval_tokens, "eval_duration": metrics.eval_ns,
     }
+    return {name: value for name, value in fields.items() if value}
 
 
 def _generate_object(model: str, reply: Reply) -> dict[str, Any]:
@@ -123,26 +126,29 @@ def _combined(replies: list[Reply]) -> Reply:
                  tool_calls=calls, done=True, done_reason=last.done_reason, context=last.context, metrics=last.metrics)
 
 
-async def _respond(replies: AsyncIterator[Reply], shape: Any, model: str, stream: bool) -> Response:
+async def _respond(replies: AsyncGenerator[Reply, None], shape: Any, model: str, stream: bool) -> Response:
+    """Answer with one JSON object or an NDJSON stream. The reply generator is always closed
+    explicitly: it holds a slot on a loaded model until it is."""
     try:
         first = await replies.__anext__()
-    except ModelNotFound:
-        raise _not_found(model) from None
+    except BaseException as error:
+        await replies.aclose()
+        if isinstance(error, ModelNotFound):
+            raise _not_found(model) from None
+        raise
     if first.done and first.done_reason in ("load", "unload"):
+        await replies.aclose()
         return json_response(shape(model, first))  # a single object even when streaming, as Ollama does
-
-    async def rest() -> AsyncIterator[Reply]:
-        yield first
-        async for reply in replies:
-            yield reply
-
     if not stream:
-        collected = [reply async for reply in rest()]
+        async with aclosing(replies):
+            collected = [first] + [reply async for reply in replies]
         return json_response(shape(model, _combined(collected)))
 
-    async def objects() -> AsyncIterator[dict[str, Any]]:
-        async for reply in rest():
-            yield shape(model, reply)
+    async def objects() -> AsyncGenerator[dict[str, Any], None]:
+        async with aclosing(replies):
+            yield shape(model, first)
+            async for reply in replies:
+                yield shape(model, reply)
 
     return await ndjson_stream(objects())
 
