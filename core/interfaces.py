@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 from .names import ModelRef
@@ -71,21 +72,24 @@ class ModelSource(Protocol):
 
 @runtime_checkable
 class LoadedModel(Protocol):
-    """One model loaded by a runtime, able to serve requests until closed."""
+    """One model loaded by a runtime, able to serve requests until its runtime context exits."""
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
         """Stream the continuation of ``request.prompt``; the last chunk has ``done=True``.
-        Cancelling the iteration stops generation and frees the slot."""
+        Closing the iterator early stops generation and frees the slot."""
 
-    async def embed(self, inputs: list[str], *, truncate: bool = True) -> list[list[float]]: ...
+    async def embed(self, inputs: list[str], *, truncate: bool = True) -> tuple[list[list[float]], int]:
+        """One vector per input (not normalised) and the number of tokens read."""
 
-    async def close(self) -> None: ...
+    async def wait(self) -> None:
+        """Return when the model can serve no more (e.g. its process died); the scheduler then
+        drops it and the next request loads it again."""
 
 
 @runtime_checkable
 class Runtime(Protocol):
     """Loads models of some formats (``RuntimeSpec.formats``)."""
 
-    async def load(self, spec: LoadSpec) -> LoadedModel: ...
-
-    async def close(self) -> None: ...
+    def load(self, spec: LoadSpec) -> AbstractAsyncContextManager[LoadedModel]:
+        """Load the model on entry and unload it on exit. The scheduler enters and exits it in
+        one task of its own, so the runtime may start tasks inside it."""

@@ -54,9 +54,9 @@ def test_later_plugins_run_first(tmp_path: Path) -> None:
         def select_runtime(self, model, candidates, settings):
             return next(spec for spec in candidates if spec.name == "low")
 
-    low, high = RuntimePlugin("low", 1), RuntimePlugin("high", 9)
+    low, high = RuntimePlugin("low", 1, ("test",)), RuntimePlugin("high", 9, ("test",))
     k = kernel(tmp_path, low, high)
-    model = SimpleNamespace(config={"model_format": "gguf"})
+    model = SimpleNamespace(config={"model_format": "test"})
     assert k.runtime_for(model).name == "high"  # the default picks the highest priority
     assert kernel(tmp_path, low, high, Override()).runtime_for(model).name == "low"
 
@@ -275,8 +275,8 @@ def test_echo_runtime_works_through_the_kernel(tmp_path: Path) -> None:
         from corral import CompletionRequest, LoadSpec
 
         runtime = spec.factory(k)
-        model = await runtime.load(LoadSpec(name="e", model_path="/dev/null", format="echo"))
-        return [chunk.text async for chunk in model.complete(CompletionRequest(prompt="hello there"))]
+        async with runtime.load(LoadSpec(name="e", model_path="/dev/null", format="echo")) as model:
+            return [chunk.text async for chunk in model.complete(CompletionRequest(prompt="hello there"))]
 
     assert "".join(anyio.run(scenario)) == "you said: hello there"
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+
+import anyio
 
 from corral import CompletionChunk, CompletionRequest, LoadSpec, RuntimeSpec, SettingSpec, hookimpl
 
@@ -35,11 +38,9 @@ class EchoRuntime:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
-    async def load(self, spec: LoadSpec) -> EchoModel:
-        return EchoModel(self.prefix)
-
-    async def close(self) -> None:
-        return None
+    @asynccontextmanager
+    async def load(self, spec: LoadSpec) -> AsyncIterator[EchoModel]:
+        yield EchoModel(self.prefix)
 
 
 class EchoModel:
@@ -63,8 +64,8 @@ class EchoModel:
             eval_duration_ns=time.perf_counter_ns() - started,
         )
 
-    async def embed(self, inputs: list[str], *, truncate: bool = True) -> list[list[float]]:
-        return [[float(len(text))] for text in inputs]
+    async def embed(self, inputs: list[str], *, truncate: bool = True) -> tuple[list[list[float]], int]:
+        return [[float(len(text))] for text in inputs], sum(len(text.split()) for text in inputs)
 
-    async def close(self) -> None:
-        return None
+    async def wait(self) -> None:
+        await anyio.sleep_forever()

@@ -86,11 +86,23 @@ def _command_plugin_manager() -> Any:
     return pm
 
 
+def _first_leaf(group: BaseExceptionGroup) -> Any:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli = build_cli()
         cli.main(args=argv, prog_name="corral", standalone_mode=False)
     except CorralError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except BaseExceptionGroup as group:  # an error raised inside a task group
+        matched, _rest = group.split(CorralError)
+        if matched is None:
+            raise
+        error = _first_leaf(matched)
         click.echo(f"Error: {error}", err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Abort:

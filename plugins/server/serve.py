@@ -44,13 +44,14 @@ async def serve(kernel: Any) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    store = kernel.store  # configuration errors surface here, before any task starts
+    app = create_app(kernel)
     try:
         async with kernel.running():
-            pruned = await kernel.store.prune()
+            pruned = await store.prune()
             if pruned:
-                log.info("removed %d unused or abandoned files from %s", pruned, kernel.store.location)
-            app = create_app(kernel)
-            log.info("corral %s listening on %s (models in %s)", __version__, settings.host.bind, kernel.store.location)
+                log.info("removed %d unused or abandoned files from %s", pruned, store.location)
+            log.info("corral %s listening on %s (models in %s)", __version__, settings.host.bind, store.location)
             try:
                 await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
             except OSError as error:
