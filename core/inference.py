@@ -18,7 +18,7 @@ import attrs
 from . import options as option_rules
 from .capabilities import capabilities
 from .durations import parse_go_duration
-from .errors import InvalidRequest, ModelNotFound, RuntimeFailure
+from .errors import InvalidRequest, RuntimeFailure
 from .gguf import GGUFFile, read_gguf
 from .gotemplate.named import named_template
 from .gotemplate.ollama import DEFAULT_TEMPLATE, PromptTemplate, PromptValues, message_from

@@ -350,3 +350,43 @@ def test_max_loaded_models_evicts_the_idle_one(server_env: dict[str, str], smol_
         client.generate("smol", "Hi", options={**GREEDY, "num_predict": 2})
         client.generate("other", "Hi", options={**GREEDY, "num_predict": 2})
         assert sorted(m.model for m in client.ps().models) == ["other:latest", "smol:latest"]
+
+
+def test_shutdown_ends_streams_cleanly_and_stops_runners(server_env: dict[str, str], smol_store: Path) -> None:
+    import subprocess
+    import sys
+
+    from servers import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"],
+                               env={**server_env, "OLLAMA_HOST": f"127.0.0.1:{port}"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                HTTP.get(url)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        with HTTP.stream("POST", f"{url}/api/generate", json={
+                "model": "smol", "prompt": COUNTING, "raw": True,
+                "options": {**GREEDY, "num_predict": 100000}}) as response:
+            stream = response.iter_lines()
+            assert json.loads(next(stream))["done"] is False
+            process.send_signal(signal.SIGTERM)
+            rest = [json.loads(line) for line in stream if line]
+        assert rest[-1] == {"error": "the server is shutting down"}
+        assert process.wait(timeout=30) == 0
+        assert _runner_pids(smol_store) == []
+        assert [m["name"] for m in ollama_store_models(smol_store)] == ["smol:latest"]
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def ollama_store_models(store: Path) -> list[dict]:
+    return [{"name": path.parent.name + ":" + path.name} for path in (store / "manifests").rglob("*") if path.is_file()]

@@ -14,8 +14,9 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
+
+from corral.gotemplate.gofmt import format_float
 
 KILOBYTE = 1000
 MEGABYTE = KILOBYTE * 1000
@@ -43,19 +44,6 @@ def human_bytes(size: int) -> str:
     if value != math.trunc(value):
         return f"{value:.1f} {unit}"
     return f"{int(value)} {unit}"
-
-
-def human_number(number: int) -> str:
-    """``format.HumanNumber``: ``135M``, ``134.52M``, ``8B``, ``2.9B``, ``1K``."""
-    if number >= 1_000_000_000:
-        value = number / 1_000_000_000
-        return f"{value:.0f}B" if value == math.floor(value) else f"{value:.1f}B"
-    if number >= 1_000_000:
-        value = number / 1_000_000
-        return f"{value:.0f}M" if value == math.floor(value) else f"{value:.2f}M"
-    if number >= 1000:
-        return f"{number / 1000:.0f}K"
-    return str(number)
 
 
 def _go_div(a: int, b: int) -> int:
@@ -151,56 +139,14 @@ def human_time(moment: datetime | str | None, zero_value: str, now: datetime | N
 # Go's fmt for the values the CLI prints.
 
 
-def _shortest_digits(value: float) -> tuple[str, int]:
-    """The shortest decimal digits that round-trip ``abs(value)`` (as strconv finds them) and the
-    position of the decimal point: value = 0.DIGITS * 10**point."""
-    _sign, digit_tuple, exponent = Decimal(repr(abs(value))).as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    stripped = digits.rstrip("0")
-    exponent = int(exponent) + len(digits) - len(stripped)
-    digits = stripped.lstrip("0") or "0"
-    return digits, len(digits) + exponent
-
-
 def go_float_g(value: float) -> str:
-    """Go's ``%g`` / ``%v`` of a float64: the shortest digits, in exponent form when the exponent
-    is below -4 or at least 6 (``8e+09``, ``1.34515008e+08``, ``1e-05``, ``8192``, ``0.2``)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    sign = "-" if math.copysign(1.0, value) < 0 else ""
-    if value == 0:
-        return sign + "0"
-    digits, point = _shortest_digits(value)
-    exponent = point - 1
-    if exponent < -4 or exponent >= 6:
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-    return sign + _plain(digits, point)
-
-
-def _plain(digits: str, point: int) -> str:
-    if point <= 0:
-        return f"0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return digits + "0" * (point - len(digits))
-    return f"{digits[:point]}.{digits[point:]}"
+    """Go's ``%g`` / ``%v`` of a float64 (``8e+09``, ``1.34515008e+08``, ``1e-05``, ``8192``)."""
+    return format_float(float(value), "g")
 
 
 def go_float_f(value: float | int) -> str:
     """``strconv.FormatFloat(f, 'f', -1, 64)``: the shortest digits, never an exponent."""
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    sign = "-" if math.copysign(1.0, value) < 0 else ""
-    if value == 0:
-        return sign + "0"
-    digits, point = _shortest_digits(value)
-    return sign + _plain(digits, point)
+    return str(value) if isinstance(value, int) else format_float(value, "f")
 
 
 def go_value(value: Any) -> str:

@@ -211,7 +211,9 @@ def unload(client: Any, model: str) -> None:
 
 def show_info(response: dict[str, Any], verbose: bool) -> str:
     """The sections ``corral show MODEL`` prints, exactly as Ollama's ``showInfo`` lays them out."""
-    from .human import go_float_f, go_float_g, go_value, human_number, table
+    from corral.gguf.human import human_number
+
+    from .human import go_float_f, go_float_g, go_value, table
 
     out: list[str] = []
 

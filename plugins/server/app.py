@@ -11,14 +11,15 @@ from werkzeug.exceptions import HTTPException
 
 from corral.errors import CorralError
 
-from .http import error_response, log
+from .http import OpenStreams, error_response, log
 
 TEXT_TYPE = "text/plain; charset=utf-8"
 
 
-def create_app(kernel: Any) -> Any:
+def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
     """The ASGI application for ``kernel``: the Quart app wrapped in every ``asgi_wrapper``."""
     app = Quart("corral")
+    app.extensions["corral.streams"] = streams or OpenStreams()
     app.config.update(
         RESPONSE_TIMEOUT=None,  # streams end when the generation or pull does
         BODY_TIMEOUT=None,  # blob uploads are gigabytes

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
-from quart import Response, request
+from quart import Response, current_app, request
 
 from corral import gojson
 from corral.errors import CorralError, InvalidRequest
@@ -21,6 +21,15 @@ NDJSON_TYPE = "application/x-ndjson"
 
 _JSON_KIND = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object",
               type(None): "null"}
+
+
+class OpenStreams:
+    """The streams in flight, so that a shutdown can end each one with an error line, wait for
+    them, and only then close connections."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopping = False
 
 
 def json_response(value: Any, status: int = 200) -> Response:
@@ -119,10 +128,16 @@ async def ndjson_stream(items: AsyncGenerator[Mapping[str, Any], None]) -> Respo
         await items.aclose()
         raise
 
+    streams: OpenStreams = current_app.extensions["corral.streams"]
+
     async def body() -> AsyncIterator[bytes]:
+        streams.count += 1
         yield (gojson.dumps(first) + "\n").encode()
         try:
             async for item in items:
+                if streams.stopping:
+                    yield (gojson.dumps({"error": "the server is shutting down"}) + "\n").encode()
+                    return
                 yield (gojson.dumps(item) + "\n").encode()
         except CorralError as error:
             yield (gojson.dumps({"error": error.message}) + "\n").encode()
@@ -130,6 +145,7 @@ async def ndjson_stream(items: AsyncGenerator[Mapping[str, Any], None]) -> Respo
             log.exception("stream failed")
             yield (gojson.dumps({"error": str(error) or type(error).__name__}) + "\n").encode()
         finally:
+            streams.count -= 1
             await items.aclose()
 
     response = Response(body(), content_type=NDJSON_TYPE)

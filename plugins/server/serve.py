@@ -13,6 +13,7 @@ from corral import __version__
 from corral.errors import CorralError
 
 from .app import create_app
+from .http import OpenStreams
 
 log = logging.getLogger("corral.server")
 
@@ -40,12 +41,23 @@ async def serve(kernel: Any) -> None:
     config.keep_alive_timeout = 75
     config.h11_max_incomplete_size = 64 * 1024
 
-    stop = asyncio.Event()
+    signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
+    streams = OpenStreams()
+
+    async def shutdown_trigger() -> None:
+        """After a signal, end every stream at its next chunk and wait for them (a little) before
+        Hypercorn starts closing connections."""
+        await signalled.wait()
+        streams.stopping = True
+        deadline = loop.time() + GRACEFUL_SECONDS
+        while streams.count and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, signalled.set)
     store = kernel.store  # configuration errors surface here, before any task starts
-    app = create_app(kernel)
+    app = create_app(kernel, streams)
     try:
         async with kernel.running():
             pruned = await store.prune()
@@ -53,7 +65,7 @@ async def serve(kernel: Any) -> None:
                 log.info("removed %d unused or abandoned files from %s", pruned, store.location)
             log.info("corral %s listening on %s (models in %s)", __version__, settings.host.bind, store.location)
             try:
-                await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+                await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
                     raise CorralError(f"listen tcp {settings.host.bind}: bind: address already in use") from None
