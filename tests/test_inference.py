@@ -287,9 +287,11 @@ def test_a_client_that_disconnects_frees_its_slot(server_env: dict[str, str]) ->
                 "model": "smol", "prompt": COUNTING, "raw": True,
                 "options": {**GREEDY, "num_predict": 100000}}) as response:
             next(response.iter_lines())
-        # Without cancellation this would wait for thousands of tokens; the timeout bounds the wait.
-        answer = ollama.Client(host=url, timeout=30).generate("smol", QUESTION, options=GREEDY)
+        answer = ollama.Client(host=url, timeout=300).generate("smol", QUESTION, options=GREEDY)
         assert "Paris" in answer.response
+        # load_duration includes the wait for the slot. Had the abandoned generation gone on, the
+        # wait would be the thousands of tokens left before its context was full.
+        assert answer.load_duration < 15e9
 
 
 def test_parallel_requests_both_progress(server_env: dict[str, str]) -> None:
