@@ -219,6 +219,8 @@ class Inference:
         self._require(prepared, "completion", f'"{request.model}" does not support generate')
         if request.suffix:
             self._require(prepared, "insert", f"{prepared.info.ref} does not support insert")
+        if request.images:
+            self._require(prepared, "vision", f"{prepared.info.ref} does not support vision")
         options = self._options(prepared, request.options)
         async with self.kernel.scheduler.lease(prepared.info, options, keep_alive=request.keep_alive) as lease:
             if not request.prompt:
@@ -256,6 +258,8 @@ class Inference:
         self._require(prepared, "completion", f'"{request.model}" does not support chat')
         if request.tools:
             self._require(prepared, "tools", f"{prepared.info.ref} does not support tools")
+        if any(message.get("images") for message in request.messages):
+            self._require(prepared, "vision", f"{prepared.info.ref} does not support vision")
         think, level, think_set = self._thinking(prepared, request.think, request.model)
         options = self._options(prepared, request.options)
         async with self.kernel.scheduler.lease(prepared.info, options, keep_alive=request.keep_alive) as lease:
