@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corral.plugins.cli.human import human_bytes, human_duration, human_number, human_time, table
+from corral.gguf.human import human_number
+from corral.plugins.cli.human import human_bytes, human_duration, human_time, table
 from servers import free_port
 from support import run_corral
 
