@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -54,6 +55,26 @@ class LlamaCppRuntime:
                 group.cancel_scope.cancel()
 
 
+class Inbox:
+    """The replies to one request, in order. Lighter than a memory object stream: a reply that
+    is already there is taken without yielding to the event loop, which matters once per token."""
+
+    def __init__(self) -> None:
+        self.items: deque[dict[str, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put(self, message: dict[str, Any]) -> None:
+        self.items.append(message)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def get(self) -> dict[str, Any]:
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return self.items.popleft()
+
+
 class RunnerModel:
     """A loaded model: one runner process, many concurrent requests multiplexed by id."""
 
@@ -99,18 +120,15 @@ class RunnerModel:
         try:
             while True:
                 message = decode(await self.stdout.receive_until(b"\n", MAX_LINE))
-                stream = self.pending.get(message.get("id"))
-                if stream is not None:
-                    stream.send_nowait(message)
+                inbox = self.pending.get(message.get("id"))
+                if inbox is not None:
+                    inbox.put(message)
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError):
             pass
         await self._reap()
         failure = {"error": f"llama runner process has terminated: {self._exit_reason()}", "status": 500}
-        for stream in list(self.pending.values()):
-            try:
-                stream.send_nowait(failure)
-            except (anyio.WouldBlock, anyio.BrokenResourceError):
-                pass
+        for inbox in list(self.pending.values()):
+            inbox.put(failure)
         self.dead.set()
 
     async def _reap(self) -> None:
@@ -153,15 +171,13 @@ class RunnerModel:
         if self.dead.is_set():
             raise RuntimeFailure(f"llama runner process has terminated: {self._exit_reason()}")
         request_id = next(self.ids)
-        send, receive = anyio.create_memory_object_stream[dict[str, Any]](max_buffer_size=1 << 20)
-        self.pending[request_id] = send
+        inbox = Inbox()
+        self.pending[request_id] = inbox
         try:
             await self._send({**message, "id": request_id})
-            yield request_id, receive
+            yield request_id, inbox
         finally:
             self.pending.pop(request_id, None)
-            send.close()
-            receive.close()
 
     @staticmethod
     def _raise(message: dict[str, Any]) -> None:
@@ -180,7 +196,8 @@ class RunnerModel:
         async with self._exchange(message) as (request_id, replies):
             finished = False
             try:
-                async for reply in replies:
+                while True:
+                    reply = await replies.get()
                     if "error" in reply:
                         finished = True
                         self._raise(reply)
@@ -203,7 +220,7 @@ class RunnerModel:
 
     async def _call(self, message: dict[str, Any]) -> dict[str, Any]:
         async with self._exchange(message) as (_request_id, replies):
-            reply = await replies.receive()
+            reply = await replies.get()
         if "error" in reply:
             self._raise(reply)
         return reply

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
@@ -112,8 +113,18 @@ def rfc3339(moment: dt.datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+_seconds: list[Any] = [None, ""]  # the last whole second formatted, reused within that second
+
+
 def now_utc() -> str:
-    return rfc3339(dt.datetime.now(dt.timezone.utc))
+    """``created_at``: the current UTC time as Go's RFC3339Nano prints it. Called per streamed
+    chunk, so the date and time part is formatted once a second."""
+    now = time.time()
+    whole = int(now)
+    if _seconds[0] != whole:
+        _seconds[0], _seconds[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    fraction = f"{int((now - whole) * 1_000_000):06d}".rstrip("0")
+    return f"{_seconds[1]}.{fraction}Z" if fraction else f"{_seconds[1]}Z"
 
 
 async def ndjson_stream(items: AsyncGenerator[Mapping[str, Any], None]) -> Response:
