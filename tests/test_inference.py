@@ -396,3 +396,26 @@ def test_shutdown_ends_streams_cleanly_and_stops_runners(server_env: dict[str, s
 
 def ollama_store_models(store: Path) -> list[dict]:
     return [{"name": path.parent.name + ":" + path.name} for path in (store / "manifests").rglob("*") if path.is_file()]
+
+
+def test_stream_interval_joins_tokens_without_changing_the_text(server_env: dict[str, str]) -> None:
+    request = {"model": "smol", "prompt": COUNTING, "raw": True, "options": {**GREEDY, "num_predict": 60}}
+    texts, counts = [], []
+    for interval in ("0", "1000"):
+        with running_server({**server_env, "CORRAL_STREAM_INTERVAL_MS": interval}) as url:
+            with HTTP.stream("POST", f"{url}/api/generate", json=request) as response:
+                chunks = lines(response)
+        texts.append("".join(chunk["response"] for chunk in chunks))
+        counts.append(len(chunks) - 1)
+        assert chunks[-1]["eval_count"] == 60
+    assert texts[0] == texts[1]
+    assert counts[0] >= 55  # one chunk per token (a token may end inside a character)
+    assert counts[1] <= 3  # the first token at once, then one chunk per second at most
+
+
+def test_bad_stream_interval_is_a_config_error(clean_env: dict[str, str]) -> None:
+    from support import run_corral
+
+    result = run_corral("config", env={**clean_env, "CORRAL_STREAM_INTERVAL_MS": "-5"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: CORRAL_STREAM_INTERVAL_MS='-5': must be between 0 and 1000")

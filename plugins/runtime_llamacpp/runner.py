@@ -88,6 +88,9 @@ class Completion:
             keep = min(max(options.get("num_keep", 4), 0), n_ctx // 2)
             tokens = tokens[:keep] + tokens[len(tokens) - (n_ctx - keep - 1):]  # leave room to answer
         self.prompt_tokens = len(tokens)
+        self.interval_ns = int(runner.stream_interval_ms * 1_000_000)
+        self.unsent = ""
+        self.last_sent = 0  # the first piece goes out at once
         self.started = time.perf_counter_ns()
         self.first_token_at: int | None = None
         max_tokens = options.get("num_predict", -1)
@@ -131,14 +134,27 @@ class Completion:
             return True
         choice = chunk["choices"][0]
         if choice["text"]:
-            out.send({"id": self.id, "text": choice["text"]})
+            self.unsent += choice["text"]
+            now = time.perf_counter_ns()
+            if now - self.last_sent >= self.interval_ns:
+                self.send_text(out, now)
         if choice.get("finish_reason"):
             self.finish(out, choice["finish_reason"])
             return True
         return False
 
+    def send_text(self, out: Output, now: int) -> None:
+        """Send what was generated since the last piece: every token when the model is slower
+        than the interval, a few tokens joined when it is faster (one wake-up per piece, not per
+        token, all the way to the client)."""
+        if self.unsent:
+            out.send({"id": self.id, "text": self.unsent})
+            self.unsent = ""
+            self.last_sent = now
+
     def finish(self, out: Output, reason: str) -> None:
         now = time.perf_counter_ns()
+        self.send_text(out, now)
         first = self.first_token_at or now
         # The last sampled token is never evaluated, so it is not in the context.
         generated = self.llm.n_tokens - self.prompt_tokens + 1 if self.first_token_at else 0
@@ -165,6 +181,7 @@ class Runner:
         n_ctx = config["num_ctx"]
         count = 1 if embedding else max(1, config.get("num_parallel", 1))
         self.embedding = embedding
+        self.stream_interval_ms = float(config.get("stream_interval_ms", 0))
         self.slots = [
             Llama(
                 config["model_path"],

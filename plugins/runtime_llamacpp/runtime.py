@@ -30,13 +30,15 @@ SHUTDOWN_SECONDS = 5.0
 
 
 class LlamaCppRuntime:
-    def __init__(self, *, debug: int = 0) -> None:
+    def __init__(self, *, debug: int = 0, stream_interval_ms: float = 0.0) -> None:
         self.debug = debug
+        self.stream_interval_ms = stream_interval_ms
 
     @asynccontextmanager
     async def load(self, spec: LoadSpec) -> AsyncIterator[RunnerModel]:
         """Start a runner for ``spec`` and yield it once the model is loaded; stop it on exit."""
         config = {"model_path": spec.model_path, "adapters": list(spec.adapters), "verbose": self.debug > 1,
+                  "stream_interval_ms": self.stream_interval_ms,
                   "num_parallel": spec.num_parallel, "embedding": spec.embedding, **spec.options}
         process = await anyio.open_process(
             [sys.executable, "-m", RUNNER_MODULE, json.dumps(config)],
