@@ -114,10 +114,3 @@ def parse_reference(text: str) -> ModelRef:
     _check(host, _HOST, "host", original)
     return ModelRef(host=host, namespace=namespace, model=model, tag=tag, digest=digest, scheme=scheme)
 
-
-def is_valid_reference(text: str) -> bool:
-    try:
-        parse_reference(text)
-    except InvalidName:
-        return False
-    return True

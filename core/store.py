@@ -110,13 +110,11 @@ class ModelStore:
             raise ModelNotFound(ref.display if isinstance(name, ModelRef) else name)
         return found
 
-    async def exists(self, name: str | ModelRef) -> bool:
-        ref = parse_reference(name) if isinstance(name, str) else name
-        return await self._existing(ref) is not None
-
     async def get(self, name: str | ModelRef) -> ModelInfo:
-        ref = await self.find(name)
-        info = await self._info(ref)
+        ref = parse_reference(name) if isinstance(name, str) else name
+        info = await self._info(ref)  # the exact name: one read, no listing (once per request)
+        if info is None:
+            info = await self._info(await self.find(name))
         if info is None:
             raise ModelNotFound(ref.display)
         return info
