@@ -24,3 +24,11 @@ def asgi_wrapper(kernel: Any) -> Callable[[Any], Any] | None:
     Wrappers are applied in plugin call order, so the first plugin's middleware is innermost and
     the last one sees requests first.
     """
+
+
+@hookspec
+def register_binds(kernel: Any) -> Iterable[str]:
+    """Return more addresses (Hypercorn binds such as ``127.0.0.1:3000``) for ``corral serve`` to
+    listen on besides OLLAMA_HOST. The same app answers on every address; middleware can tell them
+    apart by ``scope["server"]``. Default: none.
+    """

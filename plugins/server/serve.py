@@ -35,6 +35,8 @@ async def serve(kernel: Any) -> None:
     configure_logging(settings.debug)
     config = Config()
     config.bind = [settings.host.bind]
+    for binds in kernel.pm.hook.register_binds(kernel=kernel):
+        config.bind += [bind for bind in binds or () if bind not in config.bind]
     config.graceful_timeout = GRACEFUL_SECONDS
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -68,8 +70,8 @@ async def serve(kernel: Any) -> None:
                 await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
-                    raise CorralError(f"listen tcp {settings.host.bind}: bind: address already in use") from None
-                raise CorralError(f"listen tcp {settings.host.bind}: {error.strerror or error}") from None
+                    raise CorralError(f"listen tcp {', '.join(config.bind)}: bind: address already in use") from None
+                raise CorralError(f"listen tcp {', '.join(config.bind)}: {error.strerror or error}") from None
         log.info("corral stopped")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
