@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,15 @@ def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]
         [sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    # Drain the log as it comes: a pipe nobody reads fills up (64 KB) and then blocks the server.
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+
+    def output() -> str:
+        reader.join(timeout=10)
+        return "".join(lines)
+
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while True:
@@ -85,17 +95,18 @@ def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"corral serve did not start:\n{process.communicate()[0]}")
+            process.wait()
+            raise RuntimeError(f"corral serve did not start:\n{output()}")
         time.sleep(0.1)
     try:
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            output, _ = process.communicate(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-            output, _ = process.communicate()
-            raise RuntimeError(f"corral serve did not stop on SIGTERM:\n{output}") from None
+            process.wait()
+            raise RuntimeError(f"corral serve did not stop on SIGTERM:\n{output()}") from None
         if process.returncode != 0:
-            raise RuntimeError(f"corral serve exited with {process.returncode}:\n{output}")
+            raise RuntimeError(f"corral serve exited with {process.returncode}:\n{output()}")

@@ -16,7 +16,7 @@ const UNREACHABLE = () =>
 /** Turn an Ollama error (status + {"error": ...}) into a FriendlyError. */
 export function explain(status, serverMessage, model = "") {
   const text = serverMessage || `the server answered ${status}`;
-  const notFound = /model "([^"]+)" not found/.exec(text);
+  const notFound = /model ["'](.+?)["'] not found/.exec(text);
   if (status === 404 && notFound) {
     return new FriendlyError(
       `The model "${notFound[1]}" is not installed on this server. ` +

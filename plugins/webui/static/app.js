@@ -347,6 +347,7 @@ async function sendMessage(text) {
   if (!ok) {
     // Nothing typed is lost: the message goes back into the box, ready to send again.
     conversation.messages.pop();
+    if (!conversation.messages.length) conversation.title = "";
     store.touch(conversation);
     restoreTyped(text);
     renderSidebar();
