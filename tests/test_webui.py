@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from servers import free_port, running_server, store_with_smollm2
+from ollama_store import ollama_model
+from servers import SMOL_TEMPLATE, free_port, running_server, store_with_smollm2
 from support import REPO, clean_environ
 
 pytestmark = pytest.mark.slow
@@ -229,6 +230,25 @@ def test_an_unknown_model_is_explained_and_the_message_kept(page: Any, api: http
     shot(page, "05-unknown-model")
 
 
+def test_a_model_that_fails_to_load_is_explained(page: Any, api: httpx.Client, ui_env: dict[str, str],
+                                                  smollm2_gguf: Path) -> None:
+    # SmolLM2 cut short: its header reads, its weights are missing
+    ollama_model(Path(ui_env["OLLAMA_MODELS"]), ("registry.ollama.ai", "library", "broken", "latest"),
+                 smollm2_gguf.read_bytes()[:2_000_000], template=SMOL_TEMPLATE)
+    try:
+        page.reload()
+        page.wait_for_selector("html[data-ready='true']")
+        wait_for_models(page, "broken:latest")
+        page.select_option("#model-select", "broken:latest")
+        send(page, "Tell me a joke.")
+        error = page.wait_for_selector(".message.error")
+        assert error.inner_text().startswith('The model "broken:latest" could not be loaded.'), error.inner_text()
+        assert page.input_value("#prompt") == "Tell me a joke."
+        shot(page, "06-load-failure")
+    finally:
+        api.request("DELETE", "/api/delete", json={"model": "broken"})
+
+
 def test_a_stopped_server_is_explained_and_the_message_kept(browser: Any, ui_env: dict[str, str]) -> None:
     with running_server(ui_env) as url:
         page = new_page(browser, url)
@@ -238,7 +258,7 @@ def test_a_stopped_server_is_explained_and_the_message_kept(browser: Any, ui_env
     assert "Cannot reach the corral server" in error.inner_text()
     assert page.input_value("#prompt") == "Hello?"
     assert texts(page, ".conversation-title") == ["New chat"], "the failed message still titles the conversation"
-    shot(page, "06-server-stopped")
+    shot(page, "06b-server-stopped")
     page.context.close()
 
 

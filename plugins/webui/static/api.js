@@ -25,6 +25,11 @@ export function explain(status, serverMessage, model = "") {
   if (status === 503) {
     return new FriendlyError("The server is busy with other requests. Wait a moment and try again.", text);
   }
+  if (model && /invalid (gguf|model)|fail(ed)? to load|could not load|runner|load model/i.test(text)) {
+    const damaged = /invalid (gguf|model)/i.test(text)
+      ? " Its file may be damaged or incomplete: pull or create it again." : "";
+    return new FriendlyError(`The model "${model}" could not be loaded.${damaged} Details: ${text}`, text);
+  }
   if (status >= 500 && model) {
     return new FriendlyError(`The model "${model}" could not answer: ${text}`, text);
   }

@@ -15,7 +15,7 @@ const ui = {
   system: $("system-prompt"), temperature: $("temperature"), numCtx: $("num-ctx"),
   modelsDialog: $("models-dialog"), openModels: $("open-models"),
   installed: $("installed"), running: $("running"),
-  pullName: $("pull-name"), pullStart: $("pull-start"),
+  pullName: $("pull-name"), pullStart: $("pull-start"), pullInsecure: $("pull-insecure"),
   pullProgress: $("pull-progress"), pullBar: $("pull-bar"), pullStatus: $("pull-status"),
 };
 
@@ -354,6 +354,7 @@ async function sendMessage(text) {
     const error = ui.messages.querySelector(".message.error");
     renderConversation();
     if (error) ui.messages.append(error);
+    loadModels(); // a model deleted meanwhile shows as "(not installed)"
   }
 }
 
@@ -474,7 +475,9 @@ async function pull() {
   ui.pullStatus.textContent = `Pulling ${name}…`;
   const layers = new Map(); // digest -> {total, completed}
   try {
-    await stream("/api/pull", { model: name, stream: true }, {
+    const body = { model: name, stream: true };
+    if (ui.pullInsecure.checked) body.insecure = true;
+    await stream("/api/pull", body, {
       onLine(line) {
         if (line.digest && line.total) {
           layers.set(line.digest, { total: line.total, completed: line.completed ?? 0 });
