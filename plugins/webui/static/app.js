@@ -501,7 +501,10 @@ async function pull() {
   } catch (error) {
     ui.pullProgress.classList.add("failed");
     ui.pullBar.value = 0;
-    ui.pullStatus.textContent = `Could not pull "${name}": ${error.detail || error.message}`;
+    const detail = error.detail || error.message;
+    ui.pullStatus.textContent = /file does not exist|not found/i.test(detail)
+      ? `The registry has no model "${name}": check the name and the tag. (${detail})`
+      : `Could not pull "${name}": ${detail}`;
   } finally {
     ui.pullStart.disabled = false;
   }
