@@ -474,6 +474,7 @@ async function pull() {
   ui.pullBar.removeAttribute("value");
   ui.pullStatus.textContent = `Pulling ${name}…`;
   const layers = new Map(); // digest -> {total, completed}
+  let pulled = null;
   try {
     const body = { model: name, stream: true };
     if (ui.pullInsecure.checked) body.insecure = true;
@@ -497,7 +498,7 @@ async function pull() {
       },
     });
     ui.pullName.value = "";
-    try { localStorage.setItem(MODEL_KEY, name); } catch (error) { /* not kept */ }
+    pulled = name.slice(name.lastIndexOf("/") + 1).includes(":") ? name : `${name}:latest`;
   } catch (error) {
     ui.pullProgress.classList.add("failed");
     ui.pullBar.value = 0;
@@ -507,6 +508,13 @@ async function pull() {
       : `Could not pull "${name}": ${detail}`;
   } finally {
     ui.pullStart.disabled = false;
+  }
+  if (pulled && !generation && !store.current?.messages.length) {
+    // nothing said yet: chat with the model just pulled
+    try { localStorage.setItem(MODEL_KEY, pulled); } catch (error) { /* not kept */ }
+    if (store.current) store.current.model = pulled;
+    store.save();
+    renderSidebar();
   }
   await refreshInstalled();
 }
