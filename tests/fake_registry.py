@@ -108,6 +108,7 @@ class FakeRegistry:
 
     def start(self) -> FakeRegistry:
         registry = self
+        self.root.mkdir(parents=True, exist_ok=True)
 
         class Registry(_Handler):
             fake = registry
