@@ -77,8 +77,9 @@ class PartialBlob(Protocol):
     def parts(self) -> list[BlobPart]:
         """The ranges an earlier attempt recorded (tiling ``[0, size)``), or [] for fresh data."""
 
-    def save_part(self, part: BlobPart) -> None:
-        """Record a range's progress; ``part.completed`` bytes from its offset are already written."""
+    def save_parts(self, parts: list[BlobPart]) -> None:
+        """Record ranges' progress (``completed`` bytes from each offset are written). The data
+        they claim is made durable first, so a record never promises bytes a crash lost."""
 
     def write(self, offset: int, data: bytes) -> None: ...
 

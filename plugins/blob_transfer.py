@@ -25,8 +25,9 @@ from .ollama_registry import Cancelled, Registry, RegistryError, Retry
 
 log = logging.getLogger("corral.registry")
 
-SAVE_EVERY = 1.0
-"""Seconds between two records of a part's progress (a restart re-fetches at most this much)."""
+SAVE_EVERY = 0.5
+"""Seconds between two records of the parts' progress, each after flushing the data to disk (a
+restart re-fetches at most this much, and the final flush before the commit has little left)."""
 
 READ_CHUNK = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -76,8 +77,7 @@ def download(registry: Registry, layer: Layer, partial: object, transfer: Transf
     parts = partial.parts()  # type: ignore[attr-defined]
     if not parts:
         parts = plan_parts(layer.size, settings.min_part_size, settings.max_part_size, settings.max_parts)
-        for part in parts:
-            partial.save_part(part)  # type: ignore[attr-defined]
+        partial.save_parts(parts)  # type: ignore[attr-defined]
     transfer.progress = {part.index: part.completed for part in parts}
     missing = [part for part in parts if not part.done]
     if not missing:
@@ -124,11 +124,11 @@ def download(registry: Registry, layer: Layer, partial: object, transfer: Transf
         # Record progress here rather than in the part threads: a part waiting on a silent
         # socket cannot, and a restart should lose at most SAVE_EVERY seconds of data.
         if time.monotonic() - last_save >= SAVE_EVERY or registry.cancel.is_set():
-            for part in missing:
-                done = transfer.progress[part.index]
-                if done != saved[part.index]:
-                    partial.save_part(attrs.evolve(part, completed=done))  # type: ignore[attr-defined]
-                    saved[part.index] = done
+            moved = [attrs.evolve(part, completed=transfer.progress[part.index]) for part in missing
+                     if transfer.progress[part.index] != saved[part.index]]
+            if moved:
+                partial.save_parts(moved)  # type: ignore[attr-defined]  # also flushes the data written so far
+                saved.update({part.index: part.completed for part in moved})
             last_save = time.monotonic()
     if errors:
         first = next((error for error in errors if not isinstance(error, Cancelled)), errors[0])
@@ -152,7 +152,7 @@ def _fetch_part_attempts(registry: Registry, url: str, partial: object, part: Bl
     what = f"pull blob {transfer.digest[7:19]} part {part.index}"
 
     def save() -> None:
-        partial.save_part(attrs.evolve(part, completed=completed))  # type: ignore[attr-defined]
+        partial.save_parts([attrs.evolve(part, completed=completed)])  # type: ignore[attr-defined]
 
     def attempt() -> None:
         nonlocal completed

@@ -71,6 +71,19 @@ class TransferSettings:
     connect_timeout: float = 30.0
 
 
+def http_client(settings: TransferSettings) -> httpx.Client:
+    """The client registries share: no redirects followed (a blob GET's redirect is read, not
+    followed), a read timeout that is the stall timeout, room for every part of a blob."""
+    connections = settings.max_parts * 2 + 4
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    # Proxies from the environment apply, except to this machine (as Go's ProxyFromEnvironment).
+    direct = {f"all://{host}": httpx.HTTPTransport(limits=limits) for host in ("127.0.0.1", "localhost", "[::1]")}
+    return httpx.Client(
+        timeout=httpx.Timeout(settings.stall_timeout, connect=settings.connect_timeout),
+        follow_redirects=False, headers={"User-Agent": user_agent()}, limits=limits, mounts=direct,
+    )
+
+
 def user_agent() -> str:
     return f"ollama/{__version__} (corral; {sys.platform}) Python/{sys.version.split()[0]}"
 
@@ -102,8 +115,8 @@ def parse_challenge(header: str) -> dict[str, str]:
 class Registry:
     """One registry and one repository, as a model reference names them."""
 
-    def __init__(self, ref: ModelRef, *, insecure: bool, settings: TransferSettings,
-                 cancel: threading.Event | None = None) -> None:
+    def __init__(self, ref: ModelRef, *, insecure: bool, settings: TransferSettings, http: httpx.Client,
+                 tokens: dict[str, str], cancel: threading.Event | None = None) -> None:
         if ref.scheme == "http" and not insecure:
             raise PullError("insecure protocol http")
         scheme = "http" if insecure else ref.scheme
@@ -112,17 +125,18 @@ class Registry:
         self.host = urlsplit(self.base).netloc
         self.settings = settings
         self.cancel = cancel or threading.Event()
-        self.token: str | None = None
+        self.http = http
+        self._tokens = tokens  # shared by the registries of one source: base/repository -> token
+        self._token_key = f"{self.base}/{ref.repository}"
         self._token_lock = threading.Lock()
-        limits = httpx.Limits(max_connections=settings.max_parts + 4, max_keepalive_connections=settings.max_parts + 4)
-        self.http = httpx.Client(
-            timeout=httpx.Timeout(settings.stall_timeout, connect=settings.connect_timeout),
-            follow_redirects=False, limits=limits, headers={"User-Agent": user_agent()},
-            trust_env=not _is_loopback(urlsplit(self.base).hostname or ""),
-        )
 
-    def close(self) -> None:
-        self.http.close()
+    @property
+    def token(self) -> str | None:
+        return self._tokens.get(self._token_key)
+
+    @token.setter
+    def token(self, value: str) -> None:
+        self._tokens[self._token_key] = value
 
     def url(self, path: str) -> str:
         return f"{self.base}/v2/{self.ref.repository}/{path}"
@@ -278,14 +292,3 @@ def _error_body(response: httpx.Response) -> str:
     except httpx.HTTPError:
         text = ""
     return text[:500] or response.reason_phrase
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

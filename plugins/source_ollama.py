@@ -102,16 +102,27 @@ class OllamaSource:
     _transfers: dict[str, Any] = attrs.field(factory=dict)
     _locks: dict[str, anyio.Lock] = attrs.field(factory=dict)
 
-    def _registry(self, ref: ModelRef, insecure: bool, cancel: threading.Event) -> Any:
-        from .ollama_registry import Registry
+    _clients: dict[str, Any] = attrs.field(factory=dict)
+    _tokens: dict[str, str] = attrs.field(factory=dict)
 
-        return Registry(ref, insecure=insecure, settings=_settings(self.kernel), cancel=cancel)
+    def _registry(self, ref: ModelRef, insecure: bool, cancel: threading.Event) -> Any:
+        """A Registry sharing this source's HTTP connections and tokens (building an HTTPS client
+        costs tens of milliseconds; a token is good for many requests)."""
+        from .ollama_registry import Registry, http_client
+
+        settings = _settings(self.kernel)
+        scheme = "http" if insecure else ref.scheme
+        client = self._clients.get(scheme)
+        if client is None:
+            client = self._clients[scheme] = http_client(settings)
+        return Registry(ref, insecure=insecure, settings=settings, cancel=cancel, http=client, tokens=self._tokens)
 
     async def _run(self, function: Callable[[], None], transfer: Any, status: str, digest: str,
                    cancel: threading.Event) -> AsyncIterator[Progress]:
         """Run ``function`` in a thread of its own, yielding progress until it ends; its error is
         raised here. If the pull is abandoned, ``cancel`` tells the thread to stop."""
         outcome: list[BaseException | None] = []
+        finished = threading.Event()
 
         def body() -> None:
             try:
@@ -119,6 +130,8 @@ class OllamaSource:
                 outcome.append(None)
             except BaseException as error:  # handed to the async side
                 outcome.append(error)
+            finally:
+                finished.set()
 
         thread = threading.Thread(target=body, name=f"corral-{status}", daemon=True)
         thread.start()
@@ -130,7 +143,8 @@ class OllamaSource:
                 if completed != last or now - last_at >= HEARTBEAT:
                     yield Progress(status=status, digest=digest, total=transfer.total, completed=completed)
                     last, last_at = completed, now
-                await anyio.sleep(POLL)
+                # wait in a worker thread, so the end is seen at once rather than at the next tick
+                await anyio.to_thread.run_sync(finished.wait, POLL, abandon_on_cancel=True)
         finally:
             if not outcome:
                 cancel.set()
@@ -176,7 +190,6 @@ class OllamaSource:
             cancel.set()
             for partial in partials:
                 partial.close()
-            registry.close()
 
     async def _pull_blob(self, registry: Any, layer: Any, partials: list[Any],
                          cancel: threading.Event) -> AsyncIterator[Progress]:
@@ -241,4 +254,3 @@ class OllamaSource:
             yield Progress(status="success")
         finally:
             cancel.set()
-            registry.close()

@@ -339,17 +339,18 @@ class FsPartialBlob:
             expected += part.size
         return found if expected == self.size else []
 
-    def save_part(self, part: BlobPart) -> None:
-        record = self._record(part.index)
-        tmp = record.with_name(f".tmp-{uuid.uuid4().hex}")
-        data = json.dumps({"N": part.index, "Offset": part.offset, "Size": part.size, "Completed": part.completed})
-
+    def save_parts(self, parts: list[BlobPart]) -> None:
         def write() -> None:
-            try:
-                tmp.write_text(data)
-                os.replace(tmp, record)
-            finally:
-                tmp.unlink(missing_ok=True)
+            os.fdatasync(self._fd)
+            for part in parts:
+                record = self._record(part.index)
+                tmp = record.with_name(f".tmp-{uuid.uuid4().hex}")
+                try:
+                    tmp.write_text(json.dumps({"N": part.index, "Offset": part.offset, "Size": part.size,
+                                               "Completed": part.completed}))
+                    os.replace(tmp, record)
+                finally:
+                    tmp.unlink(missing_ok=True)
 
         self._io("recording progress of", write)
 
