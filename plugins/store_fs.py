@@ -381,7 +381,12 @@ class FsPartialBlob:
     def commit(self) -> None:
         def commit() -> None:
             os.fsync(self._fd)
-            _replace_durably(self.path, self.path.with_name(self.path.name.removesuffix("-partial")))
+            target = self.path.with_name(self.path.name.removesuffix("-partial"))
+            try:
+                _replace_durably(self.path, target)
+            except FileNotFoundError:
+                if not target.is_file():  # else a concurrent pull of the same blob committed it
+                    raise
             for record in self.path.parent.glob(self.path.name + "-*"):
                 record.unlink(missing_ok=True)
 

@@ -334,3 +334,18 @@ def test_an_updated_model_fetches_only_the_changed_layers(server: str, published
     # the blobs only the old version used are gone
     assert {name.replace("-", ":", 1) for name in blob_files(models)} == new
     assert hashlib.sha256(raw).hexdigest()
+
+
+def test_concurrent_pulls_share_one_download(server: str, published, models: Path) -> None:
+    registry, manifest = published
+    results: list[list[dict]] = [[], []]
+    body = {"model": name_in(registry), "insecure": True}
+    threads = [threading.Thread(target=lambda i=i: results[i].extend(stream(server, "/api/pull", body)[1]))
+               for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert [lines[-1] for lines in results] == [{"status": "success"}] * 2
+    assert_model_stored(models, registry, manifest)
+    assert registry.bytes_served() == sum(layer["size"] for layer in layers_of(manifest))
