@@ -278,6 +278,44 @@ def test_models_panel_lists_running_models_and_deletes(page: Any, api: httpx.Cli
     assert "smol:latest" in texts(page, "#installed .model-name")
 
 
+def test_pulling_shows_progress_and_a_missing_model_is_explained(browser: Any, tmp_path: Path,
+                                                                 smollm2_gguf: Path) -> None:
+    from fake_registry import Fault
+    from registry_support import model_layer, publish_smollm2
+
+    registry, manifest = publish_smollm2(tmp_path, smollm2_gguf)
+    # a pause mid-download, so that the page is seen part way
+    registry.faults.append(Fault(kind="stall", after=5_000_000, seconds=4, digest=model_layer(manifest)["digest"]))
+    name = f"{registry.host}/library/smol"
+    env = {**clean_environ(tmp_path / "home"), "OLLAMA_MODELS": str(tmp_path / "empty-store")}
+    try:
+        with running_server(env) as url:
+            page = new_page(browser, url)
+            page.click("#open-models")
+            page.fill("#pull-name", name)
+            page.check("#pull-insecure")
+            page.click("#pull-start")
+            page.wait_for_function("() => { const bar = document.getElementById('pull-bar');"
+                                   " return bar.position > 0 && bar.position < 1; }")
+            assert "Downloading" in page.inner_text("#pull-status")
+            shot(page, "11-pulling")
+            page.wait_for_selector("#pull-status:has-text('is ready')")
+            assert page.evaluate("document.getElementById('pull-bar').position") == 1
+            page.wait_for_selector(f"#installed .model-name:has-text('{name}:latest')")
+            assert page.input_value("#pull-name") == ""
+            assert page.input_value("#model-select") == f"{name}:latest"
+
+            page.fill("#pull-name", f"{registry.host}/library/nothing")
+            page.click("#pull-start")
+            page.wait_for_selector("#pull-progress.failed")
+            assert "The registry has no model" in page.inner_text("#pull-status")
+            shot(page, "12-pull-missing")
+            assert page.errors == []
+            page.context.close()
+    finally:
+        registry.stop()
+
+
 def test_conversation_settings_reach_the_server(page: Any) -> None:
     wait_for_models(page, "smol:latest")
     page.click("#open-settings")
