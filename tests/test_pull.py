@@ -276,6 +276,9 @@ def test_garbage_from_the_registry_is_a_clear_error(server: str, published, mode
          "layers": []}).encode()
     _, lines = stream(server, "/api/pull", {"model": name_in(registry), "insecure": True})
     assert lines[-1]["error"].startswith("pull model manifest: the registry sent an invalid manifest")
+    registry.manifests[("library/smol", "latest")] = b"[" * 5_000_000
+    _, lines = stream(server, "/api/pull", {"model": name_in(registry), "insecure": True})
+    assert lines[-1] == {"error": "pull model manifest: the registry sent more than 4194304 bytes"}
     assert not (models / "manifests").exists() and blob_files(models) == []
 
 
