@@ -23,7 +23,7 @@ from .errors import (
     TemplateError,
 )
 from .hookspecs import hookimpl, hookspec
-from .interfaces import BlobStore, LoadedModel, ModelSource, PartialBlob, Runtime
+from .interfaces import BlobStore, LoadedModel, ModelSource, PartialBlob, Quantizer, Runtime
 from .names import ModelRef, parse_reference, validate_digest
 from .types import (
     BlobPart,
@@ -35,6 +35,7 @@ from .types import (
     Manifest,
     ModelInfo,
     Progress,
+    QuantizerSpec,
     RuntimeSpec,
     SettingSpec,
     SourceSpec,
@@ -50,7 +51,8 @@ __all__ = [
     "BlobNotFound", "BlobPart", "BlobStore", "CompletionChunk", "CompletionRequest", "ConfigError", "CorralError",
     "DigestMismatch", "Event", "InvalidDigest", "InvalidModelFile", "InvalidName", "InvalidRequest",
     "Layer", "LoadSpec", "LoadedModel", "Manifest", "ModelInfo", "ModelNotFound", "ModelRef",
-    "ModelSource", "PartialBlob", "PluginError", "Progress", "PullError", "Runtime", "RuntimeFailure", "RuntimeSpec",
+    "ModelSource", "PartialBlob", "PluginError", "Progress", "PullError", "Quantizer", "QuantizerSpec", "Runtime",
+    "RuntimeFailure", "RuntimeSpec",
     "ServerBusy", "SettingSpec", "SourceSpec", "StoreError", "StoreSpec", "TemplateError",
     "hookimpl", "hookspec", "parse_reference", "validate_digest",
 ]
