@@ -30,6 +30,7 @@ SAVE_EVERY = 0.5
 restart re-fetches at most this much, and the final flush before the commit has little left)."""
 
 READ_CHUNK = 1024 * 1024
+HASH_STEP = 64 * 1024 * 1024
 CHUNK_SIZE = 16 * 1024 * 1024
 MAX_SLICES = 256
 """A download is cut into slices of 16 MiB (fewer and larger past 4 GiB: at most 256), each one
@@ -177,13 +178,15 @@ def download(registry: Registry, layer: Layer, partial: object, transfer: Transf
     left = workers
     saved = dict(done_before)
     last_save = time.monotonic()
+    hashed = 0
     while left:
         if finished.acquire(timeout=0.02):
             left -= 1
         contiguous, prefix = progress()
         transfer.completed = sum(done_before.values()) + sum(chunk.done for chunk in chunks)
-        if not failed.is_set():
-            partial.hash_to(prefix)  # type: ignore[attr-defined]
+        if not failed.is_set():  # a bounded step per round, so progress keeps being recorded
+            hashed = min(prefix, hashed + HASH_STEP)
+            partial.hash_to(hashed)  # type: ignore[attr-defined]
         # Progress is recorded here rather than by the workers: one waiting on a silent socket
         # cannot, and a restart should lose at most SAVE_EVERY seconds of data.
         if time.monotonic() - last_save >= SAVE_EVERY or stop() or not left:
