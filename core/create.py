@@ -10,8 +10,12 @@ on the way are unreferenced and pruned later.
 from __future__ import annotations
 
 import hashlib
+import os
+import queue
+import tempfile
+import threading
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -265,8 +269,73 @@ async def _from_files(kernel: Any, files: Mapping[str, str], build: _Build, *,
 
 async def _from_safetensors(kernel: Any, files: Mapping[str, str], build: _Build, *,
                             detect_template: bool) -> AsyncIterator[Progress]:
-    raise InvalidRequest("creating a model from safetensors files is not supported yet")
-    yield Progress(status="")  # pragma: no cover - makes this an async generator
+    """Convert a safetensors checkpoint (its blobs linked into a work folder under their names)
+    to an F16 GGUF in a worker thread, and store that as the model layer."""
+    from .convert import convert_checkpoint
+
+    store = kernel.store
+    paths = {name: await _blob_file(store, digest, name) for name, digest in files.items()}
+    models_folder = next(iter(paths.values())).parent.parent
+    with tempfile.TemporaryDirectory(prefix=".tmp-create-", dir=models_folder) as work:
+        folder = Path(work) / "checkpoint"
+        for name, path in paths.items():
+            link = folder / name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(path, link)
+        output = Path(work) / "model.gguf"
+        yield Progress(status="converting model")
+        async for progress in _in_thread(lambda report: convert_checkpoint(folder, output, progress=report)):
+            yield progress
+        gguf = await anyio.to_thread.run_sync(lambda: read_gguf(output))
+        layer, status = await add_file(store, output, MEDIA_MODEL)
+    build.add(layer, status)
+    build.config = _config_of(gguf)
+    if detect_template:
+        await _detect_template(store, gguf, build)
+
+
+class _Abandoned(Exception):
+    """Raised in a worker thread's progress callback once nobody waits for its result."""
+
+
+async def _in_thread(work: Callable[[Callable[[Progress], None]], None]) -> AsyncIterator[Progress]:
+    """Run ``work(report)`` in a thread, yielding what it reports. Closing the iterator early
+    makes the next ``report`` raise in the thread, which stops it."""
+    updates: queue.SimpleQueue[Progress | None] = queue.SimpleQueue()
+    abandoned = threading.Event()
+    failure: list[BaseException] = []
+
+    def report(progress: Progress) -> None:
+        if abandoned.is_set():
+            raise _Abandoned()
+        updates.put(progress)
+
+    def target() -> None:
+        try:
+            work(report)
+        except BaseException as error:  # re-raised in the event loop below
+            failure.append(error)
+        finally:
+            updates.put(None)
+
+    thread = threading.Thread(target=target, name="corral-create", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = updates.get_nowait()
+            except queue.Empty:
+                await anyio.sleep(0.05)
+                continue
+            if item is None:
+                break
+            yield item
+    finally:
+        abandoned.set()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(thread.join)
+    if failure and not isinstance(failure[0], _Abandoned):
+        raise failure[0]
 
 
 def _gguf_media_type(gguf: GGUFFile) -> str:
