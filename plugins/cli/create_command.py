@@ -51,7 +51,7 @@ class StatusLines:
                 self.tasks[key] = self.bars.add_task(status, total=total)
             self.bars.update(self.tasks[key], completed=item.get("completed") or 0)
         elif status and status != self.last:
-            self.bars.console.print(status, markup=False)
+            self.bars.console.print(status, markup=False, soft_wrap=True)
         self.last = status
 
 
