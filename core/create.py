@@ -74,7 +74,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Parameter values by name, converted to their option types; unknown names are a 400."""
     checked: dict[str, Any] = {}
     for name, value in parameters.items():
-        if name in option_rules.RETIRED:
+        if value is None or name in option_rules.RETIRED:
             continue
         if name not in option_rules.OPTION_TYPES:
             raise InvalidRequest(f"unknown parameter '{name}'")

@@ -194,6 +194,22 @@ def parameter_value(instruction: Instruction) -> Any:
     return text
 
 
+def blob_reference(instruction: Instruction) -> dict[str, str] | None:
+    """A FROM or ADAPTER value that names a blob (``@sha256:<hex>`` or ``sha256:<hex>``) as the
+    ``files`` entry it means, else None."""
+    from .errors import InvalidDigest
+    from .names import validate_digest
+
+    text = instruction.value.removeprefix("@")
+    if not text.startswith("sha256:"):
+        return None
+    try:
+        digest = validate_digest(text)
+    except InvalidDigest:
+        raise _error(instruction.line, f'"{instruction.value}" is not a blob digest (sha256: and 64 hex digits)') from None
+    return {digest.replace(":", "-"): digest}
+
+
 def modelfile_request(instructions: Iterable[Instruction], *, model: str, quantize: str | None = None,
                       locate: Callable[[Instruction], Mapping[str, str] | None]) -> Any:
     """The CreateRequest a Modelfile means.

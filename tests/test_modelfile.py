@@ -159,3 +159,14 @@ def test_written_values_parse_back(value: str) -> None:
     assert made.license == (value,)
     assert made.messages == ({"role": "user", "content": value},)
     assert made.parameters == {"stop": [value or "s", "b"], "temperature": 0.7}
+
+
+def test_blob_references() -> None:
+    from corral.modelfile import blob_reference
+
+    digest = "sha256:" + "c" * 64
+    first, second, name = parse_modelfile(f"FROM @{digest}\nADAPTER {digest}\nFROM llama3")
+    assert blob_reference(first) == blob_reference(second) == {"sha256-" + "c" * 64: digest}
+    assert blob_reference(name) is None
+    with pytest.raises(InvalidModelFile, match=r'\(line 1\): "@sha256:abc" is not a blob digest'):
+        blob_reference(parse_modelfile("FROM @sha256:abc")[0])

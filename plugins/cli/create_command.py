@@ -90,7 +90,11 @@ class Uploader:
 
     def locate(self, instruction: Any) -> dict[str, str] | None:
         from corral.errors import InvalidModelFile
+        from corral.modelfile import blob_reference
 
+        blob = blob_reference(instruction)
+        if blob is not None:
+            return blob
         path = Path(os.path.expanduser(instruction.value))
         if not path.is_absolute():
             path = self.folder / path

@@ -11,8 +11,7 @@ from quart import Blueprint, Response, current_app
 
 from corral.create import CreateRequest, create_model
 from corral.errors import InvalidModelFile, InvalidRequest
-from corral.modelfile import Instruction, modelfile_request, parse_modelfile
-from corral.names import validate_digest
+from corral.modelfile import Instruction, blob_reference, modelfile_request, parse_modelfile
 from corral.types import Progress
 
 from .http import Fields, json_response, ndjson_stream, read_json
@@ -55,13 +54,9 @@ def _legacy_locate(instruction: Instruction) -> Mapping[str, str] | None:
     """In a Modelfile sent to the server, FROM/ADAPTER name a model or a blob (``@sha256:...``);
     the server never reads paths on its own disk."""
     text = instruction.value
-    candidate = text.removeprefix("@")
-    if candidate.startswith("sha256:"):
-        try:
-            digest = validate_digest(candidate)
-        except InvalidRequest:
-            raise InvalidModelFile(f'(line {instruction.line}): "{text}" is not a valid blob digest') from None
-        return {digest.replace(":", "-"): digest}
+    blob = blob_reference(instruction)
+    if blob is not None:
+        return blob
     if text.startswith(("/", "./", "../", "~", ".\\")) or text.lower().endswith((".gguf", ".safetensors", ".bin")):
         raise InvalidModelFile(
             f'(line {instruction.line}): {instruction.name.upper()} "{text}": the server does not read local files; '
