@@ -148,6 +148,13 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
         _check_digest(digest)
     if len(request.adapters) > 1:
         raise InvalidRequest("only one adapter is currently supported")
+    # The cheap checks come first, so that bad input fails before any conversion or quantization.
+    parameters = check_parameters(request.parameters)
+    messages = check_messages(request.messages)
+    if request.template:
+        PromptTemplate.parse(request.template)  # TemplateError (400) when it does not parse
+    if request.quantize:
+        kernel.quantizer_for(request.quantize)
 
     build = _Build()
     if request.from_:
@@ -171,8 +178,7 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
         async for progress in _quantize(kernel, request.quantize, build):
             yield progress
 
-    if request.template is not None and request.template != "":
-        PromptTemplate.parse(request.template)  # TemplateError (400) when it does not parse
+    if request.template:
         build.drop(MEDIA_TEMPLATE, MEDIA_PROMPT)
         await _add_text(store, build, request.template.encode(), MEDIA_TEMPLATE)
     if request.system:
@@ -181,13 +187,13 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
     for text in request.license:
         if text:
             await _add_text(store, build, text.encode(), MEDIA_LICENSE)
-    params = {**build.params, **check_parameters(request.parameters)}
+    params = {**build.params, **parameters}
     if params:
         build.drop(MEDIA_PARAMS)
         await _add_json(store, build, params, MEDIA_PARAMS)
-    if request.messages:
+    if messages:
         build.drop(MEDIA_MESSAGES)
-        await _add_json(store, build, list(check_messages(request.messages)), MEDIA_MESSAGES)
+        await _add_json(store, build, list(messages), MEDIA_MESSAGES)
 
     if not any(layer.media_type == MEDIA_MODEL for layer in build.layers):
         raise InvalidRequest("the model has no weights: FROM must name a model or a GGUF or safetensors file")
