@@ -158,7 +158,8 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
 
     build = _Build()
     if request.from_:
-        await _from_model(store, request.from_, build)
+        async for progress in _from_model(kernel, request.from_, build):
+            yield progress
     elif request.files:
         async for progress in _from_files(kernel, request.files, build, detect_template=request.template is None):
             yield progress
@@ -214,15 +215,22 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
 # -- sources of weights --------------------------------------------------------------------------
 
 
-async def _from_model(store: Any, name: str, build: _Build) -> None:
+async def _from_model(kernel: Any, name: str, build: _Build) -> AsyncIterator[Progress]:
+    """Reuse the layers of model ``name``; as Ollama does, a model not in the store is pulled
+    first (by the source that owns its name)."""
     if _is_digest(name):
         raise InvalidRequest(f'"{name}" is a blob digest: send it in "files" instead of "from"')
+    store = kernel.store
     try:
-        info = await store.get(name)
+        ref = parse_reference(name)
     except InvalidName:
         raise InvalidRequest("invalid model name") from None
+    try:
+        info = await store.get(ref)
     except ModelNotFound:
-        raise ModelNotFound(name, f"model '{name}' not found") from None
+        async for progress in kernel.source_for(name).pull(ref):
+            yield progress
+        info = await store.get(ref)
     source = info.ref.display
     params: dict[str, Any] = {}
     for layer in info.manifest.layers:

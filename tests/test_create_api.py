@@ -102,16 +102,15 @@ def test_the_ollama_client(server: str) -> None:
     assert progress[-1] == "success"
     assert "SYSTEM You are Princess Peach." in client.show("peach2").modelfile
     with pytest.raises(ollama.ResponseError) as raised:
-        client.create(model="nobody", from_="does-not-exist")
-    assert raised.value.status_code == 404
-    assert "not found" in raised.value.error
+        client.create(model="nobody", from_="peach", template="{{ .Prompt")
+    assert raised.value.status_code == 400
+    assert "template:" in raised.value.error
 
 
 ERRORS = [
     ({"model": "x"}, 400, "neither 'from' or 'files' was specified"),
     ({"model": "bad name!", "from": "smol"}, 400, "invalid model name"),
     ({"from": "smol"}, 400, "invalid model name"),
-    ({"model": "x", "from": "nothere"}, 404, "model 'nothere' not found"),
     ({"model": "x", "files": {"/etc/passwd": "sha256:" + "0" * 64}}, 400, "file path must be relative"),
     ({"model": "x", "files": {"m.gguf": "nope"}}, 400, "invalid digest format"),
     ({"model": "x", "files": {"m.gguf": 3}}, 400, "cannot unmarshal"),
@@ -146,3 +145,4 @@ def test_a_create_failing_halfway_leaves_the_store_as_it_was(server: str, smol_s
     assert manifests(smol_store) == before
     shown = httpx.post(f"{server}/api/show", json={"model": "smol"}).json()
     assert shown["system"] == "You are a helpful assistant."
+

@@ -124,7 +124,7 @@ def test_errors(server: str, cli_env: dict[str, str], tmp_path: Path, smol_store
         ("FROM smol\nSYSTEM ok\nFORM x\n", '(line 3): unknown instruction "FORM"'),
         ("FROM ./missing.gguf\n", '(line 1): FROM "./missing.gguf": no such file or directory'),
         ("FROM smol\nADAPTER ./lora.gguf\n", '(line 2): ADAPTER "./lora.gguf": no such file or directory'),
-        ("FROM nothere\n", "model 'nothere' not found"),
+        ("FROM nothere\n", "pull model manifest"),  # not in the store: pulled first, as Ollama does
         ("FROM smol\n", "quantization is only supported for F16, BF16 and F32 models"),
     ]
     for text, message in cases:
