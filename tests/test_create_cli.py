@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from support import run_corral
-from tiny_llama import write_tiny_llama
+from tiny_llama import write_tiny_llama, write_tiny_lora
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +66,31 @@ def test_modelfile_in_another_folder_with_a_new_gguf_and_quantize(server: str, c
     assert code == 0, err
     assert "copying file" not in err and "quantizing" not in err
     assert show(server, "tiny-f16")["details"]["quantization_level"] == "F16"
+
+
+def test_an_adapter_changes_what_the_model_says(server: str, cli_env: dict[str, str], tmp_path: Path,
+                                               smollm2_gguf: Path) -> None:
+    write_tiny_llama(tmp_path / "tiny.gguf", smollm2_gguf)
+    write_tiny_lora(tmp_path / "lora.gguf")
+    (tmp_path / "Modelfile").write_text("FROM ./tiny.gguf\nPARAMETER temperature 0\n")
+    assert create(cli_env, "base", cwd=tmp_path)[0] == 0
+    (tmp_path / "Modelfile.lora").write_text("FROM base\nADAPTER ./lora.gguf\n")
+    code, _out, err = create(cli_env, "tuned", "-f", "Modelfile.lora", cwd=tmp_path)
+    assert code == 0, err
+    assert "copying file sha256:" in err and "success" in err
+    assert "ADAPTER " in show(server, "tuned")["modelfile"]
+
+    def complete(model: str) -> str:
+        reply = httpx.post(f"{server}/api/generate", timeout=300, json={
+            "model": model, "prompt": "Hello", "raw": True, "stream": False, "options": {"num_predict": 8}})
+        assert reply.status_code == 200, reply.text
+        return reply.json()["response"]
+
+    assert complete("base") != complete("tuned")
+
+    (tmp_path / "Modelfile.bad").write_text("FROM base\nADAPTER ./tiny.gguf\n")
+    code, _out, err = create(cli_env, "bad", "-f", "Modelfile.bad", cwd=tmp_path)
+    assert code == 1 and "is not a LoRA adapter" in err
 
 
 def test_show_modelfile_round_trips(server: str, cli_env: dict[str, str], tmp_path: Path) -> None:
