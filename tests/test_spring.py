@@ -192,3 +192,33 @@ def test_spring_ai_openai_client(url: str) -> None:
                          content=spring.openai_embedding_request("smol", ["Hello World"]))
     result = spring.bind(embedded.json(), spring.EMBEDDING_LIST)
     assert len(result["data"][0]["embedding"]) == 576
+
+
+@pytest.mark.slow
+def test_pull_strategy_pulls_a_missing_model(tmp_path: Path, smollm2_gguf: Path) -> None:
+    from registry_support import corral_env, publish_smollm2
+
+    registry, _manifest = publish_smollm2(tmp_path, smollm2_gguf)
+    try:
+        env = corral_env(clean_environ(tmp_path / "home"), tmp_path / "models")
+        with running_server(env) as url:
+            # OllamaModelManager.pullModel: /api/tags misses the model, so POST /api/pull and read
+            # ProgressResponse records until "success"
+            listed = spring.bind(rest(url, "GET", "/api/tags").json(), spring.LIST_MODEL_RESPONSE)["models"]
+            assert listed == []
+            # Spring always sends "insecure": false, so a plain-HTTP registry is refused, as Ollama refuses it
+            refused = HTTP.post(f"{url}/api/pull", headers=spring.WEB_CLIENT_HEADERS,
+                                content=spring.ollama_pull_request(f"http://{registry.host}/library/smol"))
+            assert (refused.status_code, refused.json()) == (500, {"error": "insecure protocol http"})
+            # the same request to a registry it may reach (this fake one speaks HTTP only, hence insecure)
+            body = spring.ollama_pull_request(f"{registry.host}/library/smol").replace(b'"insecure":false',
+                                                                                     b'"insecure":true')
+            pulled = HTTP.post(f"{url}/api/pull", headers=spring.WEB_CLIENT_HEADERS, content=body)
+            assert pulled.status_code == 200 and pulled.headers["content-type"] == "application/x-ndjson"
+            progress = [spring.bind(line, spring.PROGRESS_RESPONSE) for line in ndjson(pulled)]
+            assert progress[0]["status"] == "pulling manifest" and progress[-1] == {"status": "success"}
+            assert any(line.get("total") and line.get("completed") == line["total"] for line in progress)
+            listed = spring.bind(rest(url, "GET", "/api/tags").json(), spring.LIST_MODEL_RESPONSE)["models"]
+            assert [entry["name"] for entry in listed] == [f"{registry.host}/library/smol:latest"]
+    finally:
+        registry.stop()
