@@ -50,6 +50,26 @@ print(time.perf_counter() - start)
 """
 
 
+def busy_cores(window: float = 1.0) -> float:
+    """How many cores the whole machine kept busy over ``window`` seconds (from /proc/stat)."""
+    def busy() -> float:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    before, started = busy(), time.perf_counter()
+    time.sleep(window)
+    return (busy() - before) / (time.perf_counter() - started)
+
+
+def wait_until_quiet(limit: float, threshold: float = 0.3) -> float:
+    deadline = time.monotonic() + limit
+    while True:
+        load = busy_cores()
+        if load < threshold or time.monotonic() >= deadline:
+            return load
+
+
 def random_file(path: Path, size: int) -> None:
     with path.open("wb") as out:
         left = size
@@ -108,6 +128,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=500, help="blob size in MB (default 500)")
     parser.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for the corral server, e.g. --set registry.max_parts=1")
+    parser.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
+                        help="wait up to this long for other processes to use under 0.3 cores (default 120)")
     args = parser.parse_args()
     size = args.size * 1_000_000
     with tempfile.TemporaryDirectory(prefix="corral-pull-bench-") as tmp:
@@ -119,8 +143,18 @@ def main() -> None:
             url = f"http://127.0.0.1:{registry.cdn_port}/blobs/{digest}"
             env = {key: value for key, value in os.environ.items() if not key.startswith(("OLLAMA_", "CORRAL_"))}
             env.update(HOME=str(work / "home"), OLLAMA_MODELS=str(work / "models"))
+            if args.settings:
+                tables: dict[str, list[str]] = {}
+                for item in args.settings:
+                    key, _, value = item.partition("=")
+                    table, _, name = key.partition(".")
+                    tables.setdefault(table, []).append(f"{name} = {value}")
+                config = work / "corral.toml"
+                config.write_text("".join(f"[{table}]\n" + "\n".join(lines) + "\n" for table, lines in tables.items()))
+                env["CORRAL_CONFIG"] = str(config)
             name = f"{registry.host}/library/bench"
-            print(f"blob {args.size} MB, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+            load = wait_until_quiet(args.wait_quiet) if args.wait_quiet > 0 else busy_cores()
+            print(f"blob {args.size} MB, {os.cpu_count()} CPUs, other processes busy on {load:.2f} cores")
             plain, corral, curl = [], [], []
             with running_server(env) as server:
                 corral_pull(server, name)  # warm-up: imports, page cache of the source file

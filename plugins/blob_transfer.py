@@ -30,6 +30,13 @@ SAVE_EVERY = 0.5
 restart re-fetches at most this much, and the final flush before the commit has little left)."""
 
 READ_CHUNK = 1024 * 1024
+HASH_STEP = 64 * 1024 * 1024
+CHUNK_SIZE = 16 * 1024 * 1024
+MAX_SLICES = 256
+"""A download is cut into slices of 16 MiB (fewer and larger past 4 GiB: at most 256), each one
+range request and one progress record: small enough that the finished prefix (which the hash
+follows) grows steadily and that a restart loses no finished slice, large enough that a request's
+round trip is a small share of it."""
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -39,15 +46,12 @@ class Transfer:
 
     digest: str
     total: int
-    progress: dict[int, int] = attrs.field(factory=dict)
-    """part index -> bytes done; each entry written by its part's thread only"""
+    completed: int = 0
+    """bytes present so far; written by one thread at a time (the download's coordinator, or the
+    upload's sender)"""
     threads: int = 0
-    """worker threads still running (an abandoned attempt finishes its current chunk first)"""
+    """worker threads still running (an abandoned attempt finishes its current read first)"""
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
-
-    @property
-    def completed(self) -> int:
-        return sum(list(self.progress.values()))
 
     def enter(self) -> None:
         with self._lock:
@@ -58,9 +62,18 @@ class Transfer:
             self.threads -= 1
 
 
-def plan_parts(size: int, min_size: int, max_size: int, max_parts: int) -> list[BlobPart]:
-    """Ollama's split: size/16 clamped to [100 MB, 1000 MB] (from the settings)."""
+def ollama_split(size: int, min_size: int, max_size: int, max_parts: int) -> list[BlobPart]:
+    """Ollama's split: size/16 clamped to [100 MB, 1000 MB] (from the settings). Its number of
+    parts is how many streams move one blob at a time."""
     part_size = min(max(size // max_parts, min_size), max_size) if size else 1
+    return _cut(size, part_size)
+
+
+def slice_size(size: int) -> int:
+    return max(CHUNK_SIZE, -(-size // MAX_SLICES))
+
+
+def _cut(size: int, part_size: int) -> list[BlobPart]:
     parts, offset = [], 0
     while offset < size or not parts:
         length = min(part_size, size - offset)
@@ -71,92 +84,130 @@ def plan_parts(size: int, min_size: int, max_size: int, max_parts: int) -> list[
     return parts
 
 
+@attrs.define(eq=False)
+class _Chunk:
+    """A slice of a part fetched by one request; ``done`` is written by the worker holding it."""
+
+    part: BlobPart
+    offset: int
+    size: int
+    done: int = 0
+
+
+def _chunks(parts: list[BlobPart], size: int) -> list[_Chunk]:
+    """The missing bytes of every part, in blob order, in slices of about ``size`` (the records of
+    a download Ollama started have larger parts)."""
+    chunks = []
+    for part in parts:
+        start, end = part.offset + part.completed, part.offset + part.size
+        count = max(1, -(-(end - start) // size))
+        step = -(-(end - start) // count)
+        for offset in range(start, end, step):
+            chunks.append(_Chunk(part=part, offset=offset, size=min(step, end - offset)))
+    return chunks
+
+
 def download(registry: Registry, layer: Layer, partial: object, transfer: Transfer) -> None:
-    """Fetch the ranges of ``layer`` that ``partial`` lacks, hashing the finished prefix as it grows."""
+    """Fetch the bytes of ``layer`` that ``partial`` lacks, hashing the finished prefix as it grows.
+
+    As many streams as Ollama would use (its split of the blob into parts) fetch slices handed
+    out in blob order, rather than one stream per part: the finished prefix then grows steadily,
+    the hash keeps up with it, and verification has almost nothing left to do when the last byte
+    arrives. Each slice has its own progress record, so a restart loses no finished slice.
+    """
     settings = registry.settings
     parts = partial.parts()  # type: ignore[attr-defined]
     if not parts:
-        parts = plan_parts(layer.size, settings.min_part_size, settings.max_part_size, settings.max_parts)
+        parts = _cut(layer.size, slice_size(layer.size))
         partial.save_parts(parts)  # type: ignore[attr-defined]
-    transfer.progress = {part.index: part.completed for part in parts}
-    missing = [part for part in parts if not part.done]
-    if not missing:
+    chunks = _chunks([part for part in parts if not part.done], slice_size(layer.size))
+    done_before = {part.index: part.completed for part in parts}
+    transfer.completed = sum(done_before.values())
+    if not chunks:
         return
     url = registry.blob_location(layer.digest)
     failed = threading.Event()
+    queue = list(reversed(chunks))  # pop() hands out the lowest offset first
+    queue_lock = threading.Lock()
 
     def stop() -> bool:
         return failed.is_set() or registry.cancel.is_set()
 
-    def prefix() -> int:
-        end = 0
+    def progress() -> tuple[dict[int, int], int]:
+        """Each part's contiguous bytes from its start, and the blob's finished prefix."""
+        contiguous = dict(done_before)
+        blocked: set[int] = set()
+        for chunk in chunks:
+            index = chunk.part.index
+            if index not in blocked:
+                contiguous[index] = chunk.offset + chunk.done - chunk.part.offset
+                if chunk.done < chunk.size:
+                    blocked.add(index)
+        prefix = 0
         for part in parts:
-            done = transfer.progress[part.index]
-            end = part.offset + done
-            if done < part.size:
+            prefix = part.offset + contiguous[part.index]
+            if contiguous[part.index] < part.size:
                 break
-        return end
+        return contiguous, prefix
 
-    # Plain daemon threads, not an executor: interpreter exit joins executor threads, and a part
-    # stuck on a silent socket must not hold up a server's shutdown.
     errors: list[BaseException] = []
     finished = threading.Semaphore(0)
 
-    def run(part: BlobPart) -> None:
+    def worker() -> None:
+        transfer.enter()
         try:
-            _fetch_part(registry, url, partial, part, transfer, stop)
+            while not stop():
+                with queue_lock:
+                    if not queue:
+                        return
+                    chunk = queue.pop()
+                _fetch_chunk(registry, url, partial, chunk, transfer, stop)
         except BaseException as error:  # handed to the coordinating thread
             errors.append(error)
             failed.set()
         finally:
+            transfer.leave()
             finished.release()
 
-    for part in missing:
-        threading.Thread(target=run, args=(part,), name=f"corral-part-{part.index}", daemon=True).start()
-    left = len(missing)
-    saved = dict(transfer.progress)
+    # Plain daemon threads, not an executor: interpreter exit joins executor threads, and a part
+    # stuck on a silent socket must not hold up a server's shutdown.
+    streams = len(ollama_split(layer.size, settings.min_part_size, settings.max_part_size, settings.max_parts))
+    workers = min(streams, len(chunks))
+    for number in range(workers):
+        threading.Thread(target=worker, name=f"corral-download-{number}", daemon=True).start()
+    left = workers
+    saved = dict(done_before)
     last_save = time.monotonic()
+    hashed = 0
     while left:
-        if finished.acquire(timeout=0.05):
+        if finished.acquire(timeout=0.02):
             left -= 1
-        if not failed.is_set():
-            partial.hash_to(prefix())  # type: ignore[attr-defined]
-        # Record progress here rather than in the part threads: a part waiting on a silent
-        # socket cannot, and a restart should lose at most SAVE_EVERY seconds of data.
-        if time.monotonic() - last_save >= SAVE_EVERY or registry.cancel.is_set():
-            moved = [attrs.evolve(part, completed=transfer.progress[part.index]) for part in missing
-                     if transfer.progress[part.index] != saved[part.index]]
+        contiguous, prefix = progress()
+        transfer.completed = sum(done_before.values()) + sum(chunk.done for chunk in chunks)
+        if not failed.is_set():  # a bounded step per round, so progress keeps being recorded
+            hashed = min(prefix, hashed + HASH_STEP)
+            partial.hash_to(hashed)  # type: ignore[attr-defined]
+        # Progress is recorded here rather than by the workers: one waiting on a silent socket
+        # cannot, and a restart should lose at most SAVE_EVERY seconds of data.
+        if time.monotonic() - last_save >= SAVE_EVERY or stop() or not left:
+            moved = [attrs.evolve(part, completed=contiguous[part.index]) for part in parts
+                     if contiguous[part.index] != saved[part.index]]
             if moved:
-                partial.save_parts(moved)  # type: ignore[attr-defined]  # also flushes the data written so far
+                partial.save_parts(moved)  # type: ignore[attr-defined]  # flushes the data first
                 saved.update({part.index: part.completed for part in moved})
             last_save = time.monotonic()
     if errors:
-        first = next((error for error in errors if not isinstance(error, Cancelled)), errors[0])
-        raise first
+        raise next((error for error in errors if not isinstance(error, Cancelled)), errors[0])
     partial.hash_to(layer.size)  # type: ignore[attr-defined]
 
 
-def _fetch_part(registry: Registry, url: str, partial: object, part: BlobPart, transfer: Transfer,
-                stop: object) -> None:
-    transfer.enter()
-    try:
-        _fetch_part_attempts(registry, url, partial, part, transfer, stop)
-    finally:
-        transfer.leave()
-
-
-def _fetch_part_attempts(registry: Registry, url: str, partial: object, part: BlobPart, transfer: Transfer,
-                         stop: object) -> None:
-    completed = part.completed
-    end = part.offset + part.size  # exclusive
-    what = f"pull blob {transfer.digest[7:19]} part {part.index}"
-
-    def save() -> None:
-        partial.save_parts([attrs.evolve(part, completed=completed)])  # type: ignore[attr-defined]
+def _fetch_chunk(registry: Registry, url: str, partial: object, chunk: _Chunk, transfer: Transfer,
+                 stop: object) -> None:
+    end = chunk.offset + chunk.size  # exclusive
+    what = f"pull blob {transfer.digest[7:19]} part {chunk.part.index}"
 
     def attempt() -> None:
-        nonlocal completed
-        position = part.offset + completed
+        position = chunk.offset + chunk.done
         if position >= end:
             return
         headers = {"Range": f"bytes={position}-{end - 1}", "Accept-Encoding": "identity"}
@@ -175,31 +226,29 @@ def _fetch_part_attempts(registry: Registry, url: str, partial: object, part: Bl
                 skip = position  # a server that ignores Range sends the whole blob
             else:
                 raise RegistryError(f"{what}: unexpected answer {response.status_code} to a range request")
-            for chunk in response.iter_raw():  # as the socket delivers: a drop loses nothing received
+            for data in response.iter_raw():  # as the socket delivers: a drop loses nothing received
                 if stop():  # type: ignore[operator]
                     raise Cancelled()
                 if skip:
-                    if len(chunk) <= skip:
-                        skip -= len(chunk)
+                    if len(data) <= skip:
+                        skip -= len(data)
                         continue
-                    chunk, skip = chunk[skip:], 0
-                room = end - (part.offset + completed)
-                if len(chunk) > room:
-                    chunk = chunk[:room]
-                partial.write(part.offset + completed, chunk)  # type: ignore[attr-defined]
-                completed += len(chunk)
-                transfer.progress[part.index] = completed
-                if part.offset + completed >= end:
+                    data, skip = data[skip:], 0
+                room = end - (chunk.offset + chunk.done)
+                if len(data) > room:
+                    data = data[:room]
+                partial.write(chunk.offset + chunk.done, data)  # type: ignore[attr-defined]
+                chunk.done += len(data)
+                if chunk.done >= chunk.size:
                     break
         except httpx.TimeoutException:
             raise Retry(f"no data for {registry.settings.stall_timeout:g}s (stalled)") from None
         finally:
             response.close()
-            save()
-        if part.offset + completed < end:
+        if chunk.done < chunk.size:
             raise Retry("the connection closed before the part was complete")
 
-    registry.retrying(what, attempt, progress=lambda: completed)
+    registry.retrying(what, attempt, progress=lambda: chunk.done)
 
 
 def upload(registry: Registry, layer: Layer, path: Path, transfer: Transfer) -> None:
@@ -208,7 +257,7 @@ def upload(registry: Registry, layer: Layer, path: Path, transfer: Transfer) -> 
     settings = registry.settings
     digest = layer.digest
     what = f"push blob {digest[7:19]}"
-    transfer.progress = {0: 0}
+    transfer.completed = 0
 
     def body(start: int, length: int) -> Iterator[bytes]:
         with path.open("rb") as handle:
@@ -221,11 +270,11 @@ def upload(registry: Registry, layer: Layer, path: Path, transfer: Transfer) -> 
                 if not chunk:
                     raise StoreError(f"blob {digest} is shorter than its manifest says")
                 left -= len(chunk)
-                transfer.progress[0] += len(chunk)
+                transfer.completed += len(chunk)
                 yield chunk
 
     def attempt() -> None:
-        transfer.progress[0] = 0
+        transfer.completed = 0
         query = {}
         if layer.from_ and "/" in layer.from_:
             query = {"mount": digest, "from": layer.from_}
@@ -233,10 +282,10 @@ def upload(registry: Registry, layer: Layer, path: Path, transfer: Transfer) -> 
         response = registry.send("POST", start_url, what=what)
         response.close()
         if response.status_code == 201:
-            transfer.progress[0] = layer.size
+            transfer.completed = layer.size
             return
         location = _location(response, start_url)
-        parts = plan_parts(layer.size, settings.min_part_size, settings.max_part_size, settings.max_parts)
+        parts = ollama_split(layer.size, settings.min_part_size, settings.max_part_size, settings.max_parts)
         for part in parts:
             if part.size == 0:
                 continue

@@ -10,6 +10,7 @@ it has no Ollama account key to sign with, so private models need a registry tha
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import re
@@ -32,6 +33,7 @@ log = logging.getLogger("corral.registry")
 
 T = TypeVar("T")
 
+MANIFEST_LIMIT = 4 * 1024 * 1024
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -236,8 +238,18 @@ class Registry:
 
         def fetch() -> bytes:
             response = self.send("GET", self.url(f"manifests/{reference}"), headers={"Accept": MEDIA_TYPE_MANIFEST},
-                                 what="pull model manifest")
-            return response.content
+                                 stream=True, what="pull model manifest")
+            body = bytearray()
+            try:
+                for data in response.iter_bytes():
+                    body += data
+                    if len(body) > MANIFEST_LIMIT:
+                        raise PullError(f"pull model manifest: the registry sent more than {MANIFEST_LIMIT} bytes")
+            finally:
+                response.close()
+            if self.ref.digest and "sha256:" + hashlib.sha256(body).hexdigest() != self.ref.digest:
+                raise PullError(f"pull model manifest: the registry's manifest is not {self.ref.digest}")
+            return bytes(body)
 
         try:
             return self.retrying("pull model manifest", fetch, retries=min(2, self.settings.retries))

@@ -52,15 +52,15 @@ def _at_least_one(value: Any) -> int:
 def register_settings() -> list[SettingSpec]:
     return [
         SettingSpec(key="registry.stall_timeout", default=30.0, converter=_positive,
-                    help="seconds without a byte before a download or upload part is retried"),
+                    help="seconds without a byte before a download slice or upload part is retried"),
         SettingSpec(key="registry.retries", default=6, converter=_count,
-                    help="retries of a failed part in a row, waiting backoff * 1, 2, 4 ... seconds"),
+                    help="retries of a failing slice or part in a row, waiting backoff * 1, 2, 4 ... seconds"),
         SettingSpec(key="registry.backoff", default=1.0, converter=_positive,
                     help="seconds before the first retry; doubled for each retry after it"),
         SettingSpec(key="registry.min_part_size", default=100_000_000, converter=_at_least_one,
-                    help="smallest byte range fetched in parallel (Ollama: 100 MB)"),
+                    help="bytes per parallel stream at least (Ollama's split: 100 MB, so a 500 MB blob uses 5 streams)"),
         SettingSpec(key="registry.max_parts", default=16, converter=_at_least_one,
-                    help="most byte ranges of one blob fetched in parallel (Ollama: 16)"),
+                    help="most parallel streams for one blob (Ollama: 16)"),
     ]
 
 

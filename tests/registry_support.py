@@ -38,7 +38,7 @@ def republish(registry: FakeRegistry, tmp_path: Path, gguf: Path, *, system: str
     return json.loads(registry.publish_store(publisher, SMOL_PARTS, "library/smol", tag))
 
 
-def corral_env(clean_env: dict[str, str], models: Path, *, stall: float = 2.0) -> dict[str, str]:
+def corral_env(clean_env: dict[str, str], models: Path, *, stall: float = 10.0) -> dict[str, str]:
     """A user's environment for a corral server storing into ``models`` with quick retries."""
     config = Path(clean_env["HOME"]) / "corral.toml"
     config.parent.mkdir(parents=True, exist_ok=True)

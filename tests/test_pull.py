@@ -91,7 +91,8 @@ def test_pull_streams_ollamas_statuses_and_stores_the_model(server: str, publish
     cdn = [r for r in registry.requests if r["cdn"]]
     assert cdn and all(r["authorization"] is None and r["range"].startswith("bytes=") for r in cdn)
     model = model_layer(manifest)
-    assert len([r for r in cdn if model["digest"] in r["path"]]) == 5  # 98 MB in 20 MB parts
+    # 98 MB in six slices of 16 MiB
+    assert len([r for r in cdn if model["digest"] in r["path"]]) == 6
     assert registry.bytes_served() == sum(layer["size"] for layer in layers_of(manifest))
 
     with httpx.Client(timeout=120) as client:
@@ -144,7 +145,8 @@ def test_pull_resumes_after_the_connection_drops(server: str, published, models:
     # socket that the drop threw away)
     assert registry.served[model["digest"]] - model["size"] < 2 * 4_000_000
     starts = [int(r["range"][6:].split("-")[0]) for r in registry.requests if r["cdn"] and model["digest"] in r["path"]]
-    assert len(starts) == 7 and len([start for start in starts if start % 20_000_000]) == 2
+    # two ranges asked for again, from where they broke
+    assert len(starts) >= 8 and len(set(starts)) == len(starts)
     assert not registry.faults
 
 
@@ -157,33 +159,38 @@ def test_pull_retries_server_errors(server: str, published, models: Path) -> Non
     assert not registry.faults
 
 
-def test_a_stalled_part_is_fetched_again(server: str, published, models: Path) -> None:
+def test_a_stalled_part_is_fetched_again(clean_env: dict[str, str], published, models: Path) -> None:
     registry, manifest = published
     model = model_layer(manifest)
     registry.faults.append(Fault(kind="stall", after=2_000_000, seconds=30, then_drop=True, digest=model["digest"]))
-    _, lines = stream(server, "/api/pull", {"model": name_in(registry), "insecure": True})
+    with running_server(corral_env(clean_env, models, stall=2)) as server:
+        _, lines = stream(server, "/api/pull", {"model": name_in(registry), "insecure": True})
     assert lines[-1] == {"status": "success"}, lines[-3:]
     assert_model_stored(models, registry, manifest)
     stalled = [r for r in registry.requests if r["cdn"] and model["digest"] in r["path"]]
-    assert len(stalled) == 6  # five parts, one of them asked for again from where it stopped
-    assert stalled[-1]["range"] != stalled[0]["range"]
+    # six ranges, the stalled one asked for again from where it stopped (a busy machine may
+    # stall another one too)
+    assert len(stalled) >= 7 and len({r["range"] for r in stalled}) == len(stalled)
 
 
 def test_pull_resumes_after_corral_restarts(clean_env: dict[str, str], published, models: Path) -> None:
     registry, manifest = published
     model = model_layer(manifest)
     env = corral_env(clean_env, models, stall=60)
-    registry.faults.append(Fault(kind="stall", after=10_000_000, seconds=20, then_drop=True, digest=model["digest"]))
+    registry.faults.append(Fault(kind="stall", after=5_000_000, seconds=20, then_drop=True, digest=model["digest"]))
     first: list[dict] = []
     with running_server(env) as url:
         pulling = threading.Thread(target=lambda: first.extend(
             _quietly(url, {"model": name_in(registry), "insecure": True})), daemon=True)
         pulling.start()
-        # four parts finish, the first stops after 10 MB: wait for the bytes to stop moving
-        deadline = time.monotonic() + 120
-        while registry.served[model["digest"]] < model["size"] - 10_362_432 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(2.5)  # progress is recorded every second
+        # every slice but one arrives; that one stops after 5 MB: wait until no byte moves for
+        # 1.5 s (progress is recorded every half second)
+        deadline, quiet, last = time.monotonic() + 120, 0, -1
+        while quiet < 6 and time.monotonic() < deadline:
+            time.sleep(0.25)
+            served = registry.served[model["digest"]]
+            quiet = quiet + 1 if served == last and served > 0 else 0
+            last = served
     partial_names = [name for name in blob_files(models) if "partial" in name]
     assert partial_names and not stored_manifest(models, registry).exists()
     served_before = registry.served[model["digest"]]
@@ -272,6 +279,9 @@ def test_garbage_from_the_registry_is_a_clear_error(server: str, published, mode
          "layers": []}).encode()
     _, lines = stream(server, "/api/pull", {"model": name_in(registry), "insecure": True})
     assert lines[-1]["error"].startswith("pull model manifest: the registry sent an invalid manifest")
+    registry.manifests[("library/smol", "latest")] = b"[" * 5_000_000
+    _, lines = stream(server, "/api/pull", {"model": name_in(registry), "insecure": True})
+    assert lines[-1] == {"error": "pull model manifest: the registry sent more than 4194304 bytes"}
     assert not (models / "manifests").exists() and blob_files(models) == []
 
 
@@ -349,3 +359,38 @@ def test_concurrent_pulls_share_one_download(server: str, published, models: Pat
     assert [lines[-1] for lines in results] == [{"status": "success"}] * 2
     assert_model_stored(models, registry, manifest)
     assert registry.bytes_served() == sum(layer["size"] for layer in layers_of(manifest))
+
+
+def test_corral_pull_draws_bars_on_a_terminal_and_fails_like_ollama(server: str, env: dict[str, str],
+                                                                    published, models: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    registry, manifest = published
+    user_env = {**env, "OLLAMA_HOST": server[7:], "COLUMNS": "120", "TERM": "xterm"}
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-c", "from corral.plugins.cli import main; main()",
+                                "pull", "--insecure", name_in(registry)],
+                               env=user_env, stdout=follower, stderr=subprocess.PIPE)
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(300) == 0, process.stderr.read()
+    os.close(leader)
+    text = output.decode(errors="replace")
+    assert f"pulling {model_layer(manifest)['digest'][7:19]}" in text and "98.4/98.4 MB" in text
+    assert "success" in text
+    assert_model_stored(models, registry, manifest)
+
+    result = run_corral("pull", "--insecure", name_in(registry, "library/nothing"), env=user_env)
+    assert result.returncode == 1
+    assert result.stderr == "Error: pull model manifest: file does not exist\n"
