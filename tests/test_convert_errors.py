@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 from convert_reference import write_safetensors
@@ -157,3 +158,23 @@ def test_sentencepiece_tokenizer_is_refused(tmp_path: Path) -> None:
 def test_missing_output_folder(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="does not exist"):
         convert_checkpoint(tiny_folder(tmp_path), tmp_path / "no" / "out.gguf")
+
+
+def test_f16_weights_convert_to_every_type(tmp_path: Path) -> None:
+    folder = tiny_folder(tmp_path)
+    weights = {"model.embed_tokens.weight": np.linspace(-1, 1, 32, dtype=np.float32).reshape(4, 8),
+               "model.norm.weight": np.ones(8, np.float32)}
+    header, raw, offset = {}, b"", 0
+    for name, array in weights.items():
+        data = array.astype("<f2").tobytes()
+        header[name] = {"dtype": "F16", "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        raw, offset = raw + data, offset + len(data)
+    header_file(folder, header, raw)
+    for outtype in ("f16", "f32", "bf16"):
+        out = tmp_path / f"{outtype}.gguf"
+        convert_checkpoint(folder, out, outtype=outtype)
+        tensor = next(t for t in gguf.GGUFReader(out).tensors if t.name == "token_embd.weight")
+        assert tensor.tensor_type.name == outtype.upper()
+        if outtype != "bf16":
+            np.testing.assert_allclose(np.asarray(tensor.data, np.float32).reshape(4, 8),
+                                       weights["model.embed_tokens.weight"], atol=1e-3)
