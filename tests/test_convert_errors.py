@@ -149,10 +149,10 @@ def test_unknown_outtype(tmp_path: Path) -> None:
     assert_fails(tiny_folder(tmp_path), tmp_path / "out.gguf", "q4_0", outtype="q4_0")
 
 
-def test_sentencepiece_tokenizer_is_refused(tmp_path: Path) -> None:
+def test_corrupt_sentencepiece_model(tmp_path: Path) -> None:
     folder = tiny_folder(tmp_path)
     (folder / "tokenizer.model").write_bytes(b"\n\x03")
-    assert_fails(folder, tmp_path / "out.gguf", "tokenizer.model", "SentencePiece")
+    assert_fails(folder, tmp_path / "out.gguf", "tokenizer.model", "not a SentencePiece model")
 
 
 def test_missing_output_folder(tmp_path: Path) -> None:
