@@ -178,3 +178,27 @@ def test_f16_weights_convert_to_every_type(tmp_path: Path) -> None:
         if outtype != "bf16":
             np.testing.assert_allclose(np.asarray(tensor.data, np.float32).reshape(4, 8),
                                        weights["model.embed_tokens.weight"], atol=1e-3)
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    (b"\x0a\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", "overlong varint"),
+    (b"\x0b", "unsupported wire type"),
+    (b"\x0a\x02\x10\x01", "without text"),
+    (b"\x0a\x05\x0a\x01a\x18\x09", "unknown type"),
+    (b"\x10\x01", "no pieces"),
+])
+def test_corrupt_sentencepiece_pieces(tmp_path: Path, data: bytes, why: str) -> None:
+    folder = tiny_folder(tmp_path)
+    (folder / "tokenizer.model").write_bytes(data)
+    assert_fails(folder, tmp_path / "out.gguf", "tokenizer.model", why)
+
+
+def test_token_ids_beyond_the_vocab_size(tmp_path: Path) -> None:
+    folder = tiny_folder(tmp_path, {**LLAMA_CONFIG, "vocab_size": 3})
+    assert_fails(folder, tmp_path / "out.gguf", "tokenizer.json", "token id 3", "vocab_size 3")
+
+
+def test_bpe_tokenizer_json_of_another_kind(tmp_path: Path) -> None:
+    folder = tiny_folder(tmp_path)
+    (folder / "tokenizer.json").write_text(json.dumps({"model": {"type": "Unigram", "vocab": []}}))
+    assert_fails(folder, tmp_path / "out.gguf", "tokenizer.json", "Unigram")
