@@ -202,3 +202,20 @@ def test_bpe_tokenizer_json_of_another_kind(tmp_path: Path) -> None:
     folder = tiny_folder(tmp_path)
     (folder / "tokenizer.json").write_text(json.dumps({"model": {"type": "Unigram", "vocab": []}}))
     assert_fails(folder, tmp_path / "out.gguf", "tokenizer.json", "Unigram")
+
+
+def test_a_progress_callback_that_raises_aborts_cleanly(tmp_path: Path) -> None:
+    """Callers cancel a conversion running in a worker thread by raising from ``progress``."""
+    out = tmp_path / "out.gguf"
+    out.write_bytes(b"keep me")
+    seen = []
+
+    def cancel_after_first(update: object) -> None:
+        seen.append(update)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert_checkpoint(tiny_folder(tmp_path), out, progress=cancel_after_first)
+    assert out.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "out.gguf"]

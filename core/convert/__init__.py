@@ -50,7 +50,8 @@ def convert_checkpoint(folder: Path, out: Path, *, outtype: str = "f16",
                        progress: Callable[[Progress], None] | None = None) -> None:
     """Write the GGUF of the checkpoint in ``folder`` to ``out`` (atomically: a temporary file
     beside it, renamed when complete). Raises ConversionError naming the file and the problem;
-    nothing is left at ``out`` on failure."""
+    nothing is left at ``out`` on failure. ``progress`` gets a record per tensor written; an
+    exception it raises aborts the conversion the same way (how a caller cancels it)."""
     folder, out = Path(folder), Path(out)
     ftype = _ftype(outtype)
     checkpoint, family, planned = _plan(folder, ftype)
