@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -34,7 +34,7 @@ class Family(Protocol):
 
     def write_vocab(self, writer: gguf.GGUFWriter, checkpoint: Checkpoint) -> None: ...
 
-    def tensors(self, checkpoint: Checkpoint, ftype: gguf.LlamaFileType) -> object: ...
+    def tensors(self, checkpoint: Checkpoint, ftype: gguf.LlamaFileType) -> Iterable[OutputTensor]: ...
 
 
 ARCHITECTURES: dict[str, Family] = {
