@@ -39,7 +39,7 @@ def test_convert_writes_the_default_name_and_refuses_to_overwrite(minilm_copy: P
 
     again = run_corral("convert", str(minilm_copy), env=clean_env, timeout=300)
     assert again.returncode == 1
-    assert again.stderr.strip().splitlines()[-1] == f"Error: {out}: file exists (use --force to overwrite it)"
+    assert again.stderr.strip().splitlines()[-1] == f"Error: {out} already exists; use --force to overwrite it"
     assert out.stat().st_mtime_ns == before
 
     forced = run_corral("convert", str(minilm_copy), "--force", env=clean_env, timeout=300)

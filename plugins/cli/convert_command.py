@@ -40,7 +40,7 @@ def convert_command(folder: Path, outtype: str, outfile: Path | None, force: boo
     else:
         out = outfile
     if out.exists() and not force:
-        raise ConversionError(f"{out}: file exists (use --force to overwrite it)")
+        raise ConversionError(f"{out} already exists; use --force to overwrite it")
     _convert_with_progress(convert_checkpoint, folder, out, outtype)
     click.echo(f"Wrote {out}")
 
