@@ -21,12 +21,13 @@ import click
 def convert_command(folder: Path, outtype: str, outfile: Path | None, force: bool) -> None:
     """Convert a Hugging Face checkpoint (config.json, *.safetensors, tokenizer files) to GGUF.
 
-    Supports Llama, Mistral, SmolLM and Qwen2 causal models with byte-level BPE tokenizers,
-    and BERT / sentence-transformers embedding models. See docs/convert.md.
+    Supports Llama, Mistral, SmolLM and Qwen2 causal models (byte-level BPE or SentencePiece
+    tokenizers) and BERT / sentence-transformers embedding models. See docs/convert.md.
 
     \b
     Example:
-      corral convert ./Qwen2-0.5B --outtype f16 --outfile qwen2.gguf
+      corral convert ./Mistral-7B --outtype f16 --outfile m.gguf
+      corral quantize m.gguf m-q4.gguf q4_0       # then FROM m-q4.gguf in a Modelfile
       corral convert ./all-MiniLM-L6-v2    # -> ./all-MiniLM-L6-v2/<Name>-<Size>-F16.gguf
     """
     from corral.convert import convert_checkpoint, default_outfile
