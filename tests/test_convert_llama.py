@@ -62,14 +62,16 @@ def write_tokenizer(folder: Path, fields: dict[str, Any]) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
 
 
-def random_checkpoint(folder: Path, fields: dict[str, Any], *, qwen2: bool = False) -> dict[str, np.ndarray]:
+def random_checkpoint(folder: Path, fields: dict[str, Any] | None, *, qwen2: bool = False, vocab: int = 49152,
+                      architecture: str = "LlamaForCausalLM") -> dict[str, np.ndarray]:
     """A small random Llama (tied embeddings, F32, one file) or Qwen2 (q/k/v biases, separate
-    lm_head, BF16 in two shards with an index) checkpoint; returns its weights as float32."""
+    lm_head, BF16 in two shards with an index) checkpoint, with SmolLM2's tokenizer unless
+    ``fields`` is None; returns its weights as float32."""
     folder.mkdir()
     rng = np.random.default_rng(7 if qwen2 else 3)
-    hidden, ff, heads, kv_heads, layers, vocab = 64, 128, 4, 2, 2, 49152
+    hidden, ff, heads, kv_heads, layers = 64, 128, 4, 2, 2
     head_dim = hidden // heads
-    config = {"architectures": ["Qwen2ForCausalLM" if qwen2 else "LlamaForCausalLM"],
+    config = {"architectures": ["Qwen2ForCausalLM" if qwen2 else architecture],
               "model_type": "qwen2" if qwen2 else "llama", "hidden_size": hidden, "intermediate_size": ff,
               "num_attention_heads": heads, "num_key_value_heads": kv_heads, "num_hidden_layers": layers,
               "vocab_size": vocab, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
@@ -77,7 +79,8 @@ def random_checkpoint(folder: Path, fields: dict[str, Any], *, qwen2: bool = Fal
               "hidden_act": "silu", "torch_dtype": "bfloat16" if qwen2 else "float32",
               "bos_token_id": 1, "eos_token_id": 2}
     (folder / "config.json").write_text(json.dumps(config))
-    write_tokenizer(folder, fields)
+    if fields is not None:
+        write_tokenizer(folder, fields)
 
     def matrix(rows: int, cols: int) -> np.ndarray:
         return rng.normal(0, 1 / np.sqrt(cols), (rows, cols)).astype(np.float32)
@@ -117,8 +120,9 @@ def random_checkpoint(folder: Path, fields: dict[str, Any], *, qwen2: bool = Fal
 
 def assert_logits_close(model: Path, weights: dict[str, np.ndarray], folder: Path, tolerance: float) -> None:
     config = json.loads((folder / "config.json").read_text())
-    expected = causal_lm_logits(weights, config, PROMPT_IDS)
-    got = np.asarray(probe("logits", model, PROMPT_IDS)["logits"])
+    ids = [i % config["vocab_size"] for i in PROMPT_IDS]
+    expected = causal_lm_logits(weights, config, ids)
+    got = np.asarray(probe("logits", model, ids)["logits"])
     assert got.shape == expected.shape
     error = np.abs(got - expected).max() / np.abs(expected).max()
     assert error <= tolerance, error
@@ -143,8 +147,7 @@ def test_llama_logits_and_tokenizer_match(tmp_path: Path, smollm2_gguf: Path,
     assert "output.weight" not in names and "token_embd.weight" in names  # tied embeddings
     assert {key: kv.get(key) for key in TOKENIZER_KEYS} == smollm2_tokenizer
 
-    texts = TEXTS
-    assert probe("tokenize", out, texts) == probe("tokenize", smollm2_gguf, texts)
+    assert probe("tokenize", out, TEXTS) == probe("tokenize", smollm2_gguf, TEXTS)
     assert_logits_close(out, weights, folder, tolerance=3e-3)  # the KV cache is F16
 
 
@@ -160,3 +163,56 @@ def test_qwen2_with_biases_sharded_bf16_to_f16(tmp_path: Path, smollm2_tokenizer
     assert types["blk.1.attn_k.bias"] == "F32" and types["blk.1.attn_k.weight"] == "F16"
     assert types["output.weight"] == "F16"
     assert_logits_close(out, weights, folder, tolerance=2e-2)
+
+
+CORPUS = [
+    "The sky is blue because air scatters short wavelengths of sunlight more than long ones.",
+    "Llamas and alpacas are camelids from South America; they live in herds.",
+    "In 1969, 3 astronauts flew 384400 km to the Moon and came back safely.",
+    "Tokenizers split text into pieces: words, sub-words, digits and bytes.",
+    "Why is the sky blue? Ask a physicist, a poet, or a child.",
+]
+SPM_TEXTS = ["Why is the sky blue?", "Llamas live in herds", "In 2024, 7 llamas flew 12345 km.",
+             "caf\u00e9 \u65e5\u672c", "The  sky"]
+
+
+def train_sentencepiece(folder: Path) -> Any:
+    """A real SentencePiece BPE model with byte fallback and Llama 2's settings, trained here."""
+    import sentencepiece as spm
+
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS * 20), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(folder / "tokenizer"), vocab_size=400, model_type="bpe",
+        byte_fallback=True, split_digits=True, normalization_rule_name="identity", add_dummy_prefix=True,
+        remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2,
+        pad_id=-1, character_coverage=1.0, minloglevel=2)
+    corpus.unlink()
+    (folder / "tokenizer.vocab").unlink()
+    return spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+
+
+@pytest.mark.slow
+def test_sentencepiece_mistral(tmp_path: Path) -> None:
+    folder = tmp_path / "tiny-mistral"
+    weights = random_checkpoint(folder, None, vocab=400, architecture="MistralForCausalLM")
+    processor = train_sentencepiece(folder)
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+         "unk_token": "<unk>", "added_tokens_decoder": {"1": {"content": "<s>", "special": True}}}))
+    out = tmp_path / "tiny-mistral.gguf"
+    convert_checkpoint(folder, out, outtype="f32")
+
+    kv = {key: field.contents() for key, field in gguf.GGUFReader(out).fields.items()}
+    assert (kv["tokenizer.ggml.model"], kv["tokenizer.ggml.pre"]) == ("llama", "default")
+    assert kv["tokenizer.ggml.tokens"] == [processor.id_to_piece(i) for i in range(400)]
+    np.testing.assert_allclose(kv["tokenizer.ggml.scores"][3:], [processor.get_score(i) for i in range(3, 400)])
+    kinds = kv["tokenizer.ggml.token_type"]
+    assert kinds[:3] == [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    assert kinds[3:259] == [gguf.TokenType.BYTE] * 256 and set(kinds[259:]) == {gguf.TokenType.NORMAL}
+    assert (kv["tokenizer.ggml.bos_token_id"], kv["tokenizer.ggml.eos_token_id"]) == (1, 2)
+    assert kv["tokenizer.ggml.add_bos_token"] is True and kv["tokenizer.ggml.add_eos_token"] is False
+
+    expected = [[1, *processor.encode(text)] for text in SPM_TEXTS]
+    assert probe("tokenize", out, SPM_TEXTS)["tokens"] == expected
+    assert_logits_close(out, weights, folder, tolerance=3e-3)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -34,7 +34,7 @@ class Family(Protocol):
 
     def write_vocab(self, writer: gguf.GGUFWriter, checkpoint: Checkpoint) -> None: ...
 
-    def tensors(self, checkpoint: Checkpoint, ftype: gguf.LlamaFileType) -> object: ...
+    def tensors(self, checkpoint: Checkpoint, ftype: gguf.LlamaFileType) -> Iterable[OutputTensor]: ...
 
 
 ARCHITECTURES: dict[str, Family] = {
@@ -50,27 +50,28 @@ def convert_checkpoint(folder: Path, out: Path, *, outtype: str = "f16",
                        progress: Callable[[Progress], None] | None = None) -> None:
     """Write the GGUF of the checkpoint in ``folder`` to ``out`` (atomically: a temporary file
     beside it, renamed when complete). Raises ConversionError naming the file and the problem;
-    nothing is left at ``out`` on failure."""
+    nothing is left at ``out`` on failure. ``progress`` gets a record per tensor written; an
+    exception it raises aborts the conversion the same way (how a caller cancels it)."""
     folder, out = Path(folder), Path(out)
     ftype = _ftype(outtype)
     checkpoint, family, planned = _plan(folder, ftype)
     if not out.parent.is_dir():
         raise ConversionError(f"{out.parent}: output folder does not exist")
+    writer = _writer_with_metadata(checkpoint, family, planned, ftype)
     total = sum(t.nbytes for t in planned)
     notify = progress or (lambda _: None)
     notify(Progress(status=STATUS, total=total, completed=0))
-    fd, temp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    temp = Path(temp_name)
+    temp: Path | None = None
     try:
-        writer = _writer_with_metadata(checkpoint, family, planned, ftype)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        os.close(fd)
+        temp = Path(temp_name)
         writer.write_header_to_file(path=temp)
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         done = 0
         for tensor in planned:
-            data = tensor.data()
-            writer.write_tensor_data(data)
+            writer.write_tensor_data(tensor.data())
             done += tensor.nbytes
             notify(Progress(status=STATUS, total=total, completed=done))
         writer.close()
@@ -78,7 +79,9 @@ def convert_checkpoint(folder: Path, out: Path, *, outtype: str = "f16",
     except OSError as e:
         raise ConversionError(f"{out.name}: cannot write ({e.strerror or e})") from e
     finally:
-        temp.unlink(missing_ok=True)
+        writer.close()
+        if temp is not None:
+            temp.unlink(missing_ok=True)
 
 
 def default_outfile(folder: Path, outtype: str = "f16") -> Path:

@@ -11,9 +11,9 @@ import numpy as np
 
 from corral.errors import ConversionError
 
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, read_json
 from .plan import OutputTensor, map_tensor, rope_parameters, write_pooling_type, write_text_parameters
-from .vocab import write_bpe_vocab
+from .vocab import write_llama_vocab
 
 SKIPPED_SUFFIXES = (".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq")
 MULTIMODAL_PARTS = ("vision_tower", "vision_model", "audio_tower", "multi_modal_projector", "model.connector")
@@ -38,7 +38,10 @@ class LlamaFamily:
         writer.add_rope_dimension_count(self._head_dim(checkpoint))
 
     def write_vocab(self, writer: gguf.GGUFWriter, checkpoint: Checkpoint) -> None:
-        write_bpe_vocab(writer, checkpoint)
+        write_llama_vocab(writer, checkpoint)
+        config = read_json(checkpoint.folder / "tokenizer_config.json", required=False)
+        if isinstance(config, dict) and "add_prefix_space" in config:
+            writer.add_add_space_prefix(bool(config["add_prefix_space"]))
         if checkpoint.config.get("vocab_size") == 49152:
             writer.add_add_bos_token(False)  # llama.cpp: "granite small models" (and SmolLM) add no BOS
 
@@ -110,7 +113,7 @@ class Qwen2Family(LlamaFamily):
         write_pooling_type(writer, checkpoint)
 
     def write_vocab(self, writer: gguf.GGUFWriter, checkpoint: Checkpoint) -> None:
-        write_bpe_vocab(writer, checkpoint)
+        write_llama_vocab(writer, checkpoint)
 
     def _hf_name(self, checkpoint: Checkpoint, name: str) -> str:
         if checkpoint.architecture == "Qwen2Model":

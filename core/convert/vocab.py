@@ -14,6 +14,7 @@ import gguf
 from corral.errors import ConversionError
 
 from .checkpoint import Checkpoint, read_json
+from .sentencepiece import read_pieces
 
 LLAMA3_REGEX = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
                 "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
@@ -115,25 +116,20 @@ def _special_vocab(folder: Path, *, merges: bool, n_vocab: int | None = None) ->
 def write_bpe_vocab(writer: gguf.GGUFWriter, checkpoint: Checkpoint) -> None:
     """A byte-level BPE tokenizer (GPT-2, Llama 3, Qwen2, SmolLM ...) as llama.cpp's _set_vocab_gpt2."""
     folder = checkpoint.folder
-    if (folder / "tokenizer.model").is_file():
-        raise ConversionError("tokenizer.model: SentencePiece tokenizers are not supported yet "
-                              "(only byte-level BPE tokenizer.json)")
     tokenizer = load_tokenizer_json(checkpoint)
     model = tokenizer["model"]
     if model.get("type") != "BPE":
         raise ConversionError(f"tokenizer.json: tokenizer type {model.get('type')!r} is not supported here "
                               "(expected BPE)")
     if model.get("byte_fallback"):
-        raise ConversionError("tokenizer.json: SentencePiece-style BPE (byte_fallback) is not supported yet")
+        raise ConversionError("tokenizer.json: SentencePiece-style BPE (byte_fallback) without its "
+                              "tokenizer.model is not supported yet")
     tokens, types = _tokens_and_types(checkpoint, tokenizer)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(bpe_pre_name(tokenizer))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     _special_vocab(folder, merges=True).add_to_gguf(writer, quiet=True)
-    config = read_json(folder / "tokenizer_config.json", required=False) or {}
-    if isinstance(config, dict) and "add_prefix_space" in config:
-        writer.add_add_space_prefix(bool(config["add_prefix_space"]))
 
 
 def write_wordpiece_vocab(writer: gguf.GGUFWriter, checkpoint: Checkpoint) -> None:
@@ -159,5 +155,51 @@ def write_wordpiece_vocab(writer: gguf.GGUFWriter, checkpoint: Checkpoint) -> No
     writer.add_tokenizer_model("bert")
     writer.add_tokenizer_pre(DEFAULT_PRE)
     writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    _special_vocab(folder, merges=False, n_vocab=len(tokens)).add_to_gguf(writer, quiet=True)
+
+
+def write_llama_vocab(writer: gguf.GGUFWriter, checkpoint: Checkpoint) -> None:
+    """llama.cpp's order for Llama-like models: SentencePiece tokenizer.model first, then BPE."""
+    if (checkpoint.folder / "tokenizer.model").is_file():
+        write_sentencepiece_vocab(writer, checkpoint)
+    else:
+        write_bpe_vocab(writer, checkpoint)
+
+
+def write_sentencepiece_vocab(writer: gguf.GGUFWriter, checkpoint: Checkpoint) -> None:
+    """A SentencePiece tokenizer.model (Llama 2, Mistral 7B) as llama.cpp's _set_vocab_sentencepiece:
+    pieces with their scores and types (user-defined pieces count as normal), then the tokens of
+    added_tokens.json and tokenizer_config.json's added_tokens_decoder, padded to vocab_size."""
+    folder = checkpoint.folder
+    pieces = read_pieces(folder / "tokenizer.model")
+    vocab_size = checkpoint.hparam("vocab_size", default=len(pieces))
+    tokens = [f"[PAD{i}]" for i in range(vocab_size)]
+    scores = [-10000.0] * vocab_size
+    types = [int(gguf.TokenType.UNUSED)] * vocab_size
+    for i, piece in enumerate(pieces[:vocab_size]):
+        tokens[i], scores[i] = piece.text, piece.score
+        types[i] = piece.kind if piece.kind != gguf.TokenType.USER_DEFINED else gguf.TokenType.NORMAL
+    added = read_json(folder / "added_tokens.json", required=False) or {}
+    for text, token_id in (added.items() if isinstance(added, dict) else ()):
+        if isinstance(token_id, int) and 0 <= token_id < vocab_size:
+            tokens[token_id], scores[token_id], types[token_id] = text, -1000.0, gguf.TokenType.USER_DEFINED
+    config = read_json(folder / "tokenizer_config.json", required=False) or {}
+    decoder = config.get("added_tokens_decoder") if isinstance(config, dict) else None
+    for key, entry in (decoder.items() if isinstance(decoder, dict) else ()):
+        if not (key.isdigit() and int(key) < vocab_size and isinstance(entry, dict)
+                and isinstance(entry.get("content"), str)):
+            continue
+        token_id, text = int(key), entry["content"]
+        if entry.get("special") or _looks_special(text):
+            types[token_id] = gguf.TokenType.CONTROL
+        else:
+            text = text.replace("\u2581", " ")
+            types[token_id] = gguf.TokenType.USER_DEFINED
+        tokens[token_id], scores[token_id] = text, -1000.0
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre(DEFAULT_PRE)
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
     writer.add_token_types(types)
     _special_vocab(folder, merges=False, n_vocab=len(tokens)).add_to_gguf(writer, quiet=True)

@@ -94,8 +94,6 @@ def create_request(body: Mapping[str, Any]) -> CreateRequest:
 async def create() -> Response:
     body = await read_json(f"api.{STRUCT}")
     request = create_request(body)
-    if not request.model:
-        raise InvalidRequest("invalid model name")
     kernel = current_app.extensions["corral.kernel"]
     stream = Fields(body, STRUCT).boolean("stream", True)
 
