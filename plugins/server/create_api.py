@@ -4,7 +4,7 @@ one (``name`` + ``modelfile`` text, as Ollama's tutorials send it), streamed or 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from quart import Blueprint, Response, current_app
@@ -12,23 +12,11 @@ from quart import Blueprint, Response, current_app
 from corral.create import CreateRequest, create_model
 from corral.errors import InvalidModelFile, InvalidRequest
 from corral.modelfile import Instruction, blob_reference, modelfile_request, parse_modelfile
-from corral.types import Progress
 
-from .http import Fields, json_response, ndjson_stream, read_json
+from .http import Fields, progress_response, read_json
 
 blueprint = Blueprint("create_api", __name__)
 STRUCT = "CreateRequest"
-
-
-def progress_object(progress: Progress) -> dict[str, Any]:
-    item: dict[str, Any] = {"status": progress.status}
-    if progress.digest:
-        item["digest"] = progress.digest
-    if progress.total is not None:
-        item["total"] = progress.total
-    if progress.completed is not None:
-        item["completed"] = progress.completed
-    return item
 
 
 def _string_map(fields: Fields, name: str) -> dict[str, str]:
@@ -96,14 +84,4 @@ async def create() -> Response:
     request = create_request(body)
     kernel = current_app.extensions["corral.kernel"]
     stream = Fields(body, STRUCT).boolean("stream", True)
-
-    async def objects() -> AsyncGenerator[dict[str, Any], None]:
-        async for progress in create_model(kernel, request):
-            yield progress_object(progress)
-
-    if stream:
-        return await ndjson_stream(objects())
-    last: dict[str, Any] = {}
-    async for item in objects():
-        last = item
-    return json_response(last)
+    return await progress_response(create_model(kernel, request), stream)

@@ -14,6 +14,7 @@ from quart import Response, current_app, request
 
 from corral import gojson
 from corral.errors import CorralError, InvalidRequest
+from corral.types import Progress
 
 log = logging.getLogger("corral.server")
 
@@ -162,3 +163,33 @@ async def ndjson_stream(items: AsyncGenerator[Mapping[str, Any], None]) -> Respo
     response = Response(body(), content_type=NDJSON_TYPE)
     response.timeout = None  # a generation or pull may stream for far longer than Quart's 60 s
     return response
+
+
+def progress_json(progress: Progress) -> dict[str, Any]:
+    """Ollama's ProgressResponse: ``digest``, ``total`` and ``completed`` are omitted when empty."""
+    data: dict[str, Any] = {"status": progress.status}
+    if progress.digest:
+        data["digest"] = progress.digest
+    if progress.total:
+        data["total"] = progress.total
+    if progress.completed:
+        data["completed"] = progress.completed
+    return data
+
+
+async def progress_response(progress: AsyncIterator[Progress], stream: bool) -> Response:
+    """A pull, push or create: every status as NDJSON, or with ``stream: false`` only the last."""
+
+    async def objects() -> AsyncGenerator[dict[str, Any], None]:
+        try:
+            async for item in progress:
+                yield progress_json(item)
+        finally:
+            await progress.aclose()  # type: ignore[attr-defined]
+
+    if stream:
+        return await ndjson_stream(objects())
+    last: dict[str, Any] = {}
+    async for item in objects():
+        last = item
+    return json_response(last)
