@@ -30,7 +30,7 @@ from corral import (
 )
 
 from . import model_import
-from .model_import import CHUNK, Outcome, Reporter
+from .model_import import Outcome, Reporter
 
 HOSTS = ("modelscope.cn", "www.modelscope.cn", "modelscope.ai", "www.modelscope.ai")
 REVISION = "master"
@@ -194,15 +194,15 @@ class ModelScopeSource:
                         mode = "ab" if response.status_code == 206 and have else "wb"
                         completed = have if mode == "ab" else 0
                         with partial.open(mode) as out:
-                            for chunk in response.iter_bytes(CHUNK):
+                            for chunk in response.iter_bytes():  # as it arrives: a drop loses nothing
                                 out.write(chunk)
                                 completed += len(chunk)
                                 if completed > entry.size:
                                     raise PullError(f"{name}: {entry.path} is larger than the {entry.size} bytes listed")
                                 report(Progress(status=status, digest=digest, total=entry.size, completed=completed))
-                                failures = 0
                 except httpx.HTTPError as error:
-                    failures += 1
+                    # an attempt that got further than the last one starts the count of failures again
+                    failures = 1 if partial.exists() and partial.stat().st_size > have else failures + 1
                     if failures > RETRIES:
                         raise PullError(f"{name}: downloading {entry.path} from {self.endpoint} failed "
                                         f"{failures} times: {error}") from None

@@ -66,8 +66,10 @@ class Faults:
     file_status: int | None = None  # answer file downloads (not listings) with this status
     drop_after: int | None = None  # close the connection after this many body bytes of a file
     drop_times: int = 0
+    status_after_drop: int | None = None  # once a transfer was dropped, answer files with this status
     wrong_sha256: bool = False  # announce a sha256 that is not the file's
     ignore_range: bool = False
+    garbage: bool = False  # answer listings with 200 and a body that is not the API's JSON
 
 
 class _Server(ThreadingHTTPServer):
@@ -142,6 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if faults.drop_after is not None and faults.drop_times > 0 and len(body) > faults.drop_after:
             faults.drop_times -= 1
+            if faults.status_after_drop is not None:
+                faults.file_status = faults.status_after_drop
             self.wfile.write(body[: faults.drop_after])
             self.wfile.flush()
             self.close_connection = True
@@ -295,6 +299,8 @@ class _ModelScopeHandler(_Handler):
         files = hub.repos.get(model_id)
         if files is None:
             return self.send_json(404, {"Code": 10010205001, "Message": f"model {model_id} not found", "Success": False})
+        if listing and hub.faults.garbage:
+            return self.send_json(200, {"Code": 200, "Data": {"Files": [{"Path": "m.gguf", "Size": "big"}]}})
         if listing:
             entries = [{"Name": name.rpartition("/")[2], "Path": name, "Type": "blob", "Size": file.size,
                         "Sha256": "f" * 64 if hub.faults.wrong_sha256 else file.sha256(), "Revision": COMMIT}
