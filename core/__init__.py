@@ -23,7 +23,7 @@ from .errors import (
     TemplateError,
 )
 from .hookspecs import hookimpl, hookspec
-from .interfaces import BlobStore, LoadedModel, ModelSource, Runtime
+from .interfaces import BlobStore, LoadedModel, ModelSource, Quantizer, Runtime
 from .names import ModelRef, parse_reference, validate_digest
 from .types import (
     CompletionChunk,
@@ -34,6 +34,7 @@ from .types import (
     Manifest,
     ModelInfo,
     Progress,
+    QuantizerSpec,
     RuntimeSpec,
     SettingSpec,
     SourceSpec,
@@ -49,7 +50,7 @@ __all__ = [
     "BlobNotFound", "BlobStore", "CompletionChunk", "CompletionRequest", "ConfigError", "CorralError",
     "DigestMismatch", "Event", "InvalidDigest", "InvalidModelFile", "InvalidName", "InvalidRequest",
     "Layer", "LoadSpec", "LoadedModel", "Manifest", "ModelInfo", "ModelNotFound", "ModelRef",
-    "ModelSource", "PluginError", "Progress", "PullError", "Runtime", "RuntimeFailure", "RuntimeSpec",
+    "ModelSource", "PluginError", "Progress", "PullError", "Quantizer", "QuantizerSpec", "Runtime", "RuntimeFailure", "RuntimeSpec",
     "ServerBusy", "SettingSpec", "SourceSpec", "StoreError", "StoreSpec", "TemplateError",
     "hookimpl", "hookspec", "parse_reference", "validate_digest",
 ]

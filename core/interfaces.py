@@ -93,3 +93,12 @@ class Runtime(Protocol):
     def load(self, spec: LoadSpec) -> AbstractAsyncContextManager[LoadedModel]:
         """Load the model on entry and unload it on exit. The scheduler enters and exits it in
         one task of its own, so the runtime may start tasks inside it."""
+
+
+@runtime_checkable
+class Quantizer(Protocol):
+    """Rewrites a GGUF file's weights to a smaller type (``QuantizerSpec.types``)."""
+
+    def quantize(self, src: Path, dst: Path, type: str) -> AsyncIterator[Progress]:
+        """Write ``dst`` from the F32/F16/BF16 GGUF ``src`` with weights of ``type`` (upper case),
+        yielding progress; InvalidRequest for a source it cannot quantize."""

@@ -77,6 +77,17 @@ class RuntimeSpec:
     description: str = ""
 
 
+@attrs.frozen(kw_only=True)
+class QuantizerSpec:
+    """A weight quantizer for the listed target ``types`` (upper case, llama.cpp's names such as
+    ``Q4_K_M``). ``factory(kernel)`` is called on first use and returns a Quantizer."""
+
+    name: str
+    types: tuple[str, ...] = attrs.field(converter=lambda types: tuple(t.upper() for t in types))
+    factory: Callable[..., Any]
+    description: str = ""
+
+
 # -- the model store -------------------------------------------------------------------------
 
 
