@@ -97,11 +97,17 @@ def choose_gguf(paths: Iterable[str], tag: str | None, name: str) -> str:
 
 
 def checkpoint_files(paths: Iterable[str]) -> list[str]:
-    """The files of a safetensors checkpoint at the top of a repository or folder, or []."""
+    """The files of a safetensors checkpoint at the top of a repository or folder, or [].
+
+    Weights, config and tokenizer files at the top, and the small JSON files of sub-folders (a
+    sentence-transformers model keeps its pooling in ``1_Pooling/config.json``).
+    """
+    paths = list(paths)
     top = [path for path in paths if "/" not in path]
     if "config.json" not in top or not any(path.endswith(".safetensors") for path in top):
         return []
-    return sorted(path for path in top if path.endswith(FOLDER_SUFFIXES))
+    return sorted(path for path in paths
+                  if (path in top and path.endswith(FOLDER_SUFFIXES)) or (path not in top and path.endswith(".json")))
 
 
 def require_converter(name: str) -> None:

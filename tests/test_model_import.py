@@ -58,7 +58,8 @@ def test_split_files_are_refused_clearly():
 
 def test_checkpoint_files_need_config_and_safetensors():
     assert model_import.checkpoint_files(["config.json", "model.safetensors", "tokenizer.json", "README.md",
-                                          "1_Pooling/config.json"]) == ["config.json", "model.safetensors", "tokenizer.json"]
+                                          "1_Pooling/config.json", "onnx/model.onnx"]) == [
+        "1_Pooling/config.json", "config.json", "model.safetensors", "tokenizer.json"]
     assert model_import.checkpoint_files(["config.json", "pytorch_model.bin"]) == []
 
 

