@@ -119,7 +119,7 @@ class HuggingFaceSource:
             yield Progress(status="verifying sha256 digest")
             expected = f"sha256:{entry.sha256}" if entry.sha256 else None
             try:
-                stored[PurePosixPath(path).name] = await model_import.add_file(self.kernel, local.value, expected)
+                stored[PurePosixPath(path).name if ggufs else path] = await model_import.add_file(self.kernel, local.value, expected)
             except DigestMismatch as error:
                 _forget(folder, path)
                 raise DigestMismatch(f"{name}: {path}: {error}") from None

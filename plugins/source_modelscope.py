@@ -120,7 +120,7 @@ class ModelScopeSource:
             yield Progress(status="verifying sha256 digest")
             expected = f"sha256:{entry.sha256}" if entry.sha256 else None
             try:
-                stored[PurePosixPath(path).name] = await model_import.add_file(self.kernel, partial, expected)
+                stored[PurePosixPath(path).name if ggufs else path] = await model_import.add_file(self.kernel, partial, expected)
             except DigestMismatch as error:
                 raise DigestMismatch(f"{name}: {path}: {error}") from None
             finally:
