@@ -229,6 +229,23 @@ class Progress:
     completed: int | None = None
 
 
+@attrs.frozen(kw_only=True)
+class BlobPart:
+    """One byte range of a blob being downloaded: ``completed`` bytes from ``offset`` are written.
+
+    A partial blob's parts tile ``[0, size)``; they survive restarts so a download resumes.
+    """
+
+    index: int
+    offset: int
+    size: int
+    completed: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.completed >= self.size
+
+
 # -- runtimes --------------------------------------------------------------------------------
 
 
