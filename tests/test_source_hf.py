@@ -13,7 +13,7 @@ from corral import DigestMismatch, InvalidRequest, ModelNotFound, PullError
 from corral.kernel import Kernel
 from hub_fakes import FakeHuggingFace, HubFile, pull, store_files
 from servers import running_server
-from support import clean_environ
+from support import clean_environ, run_corral
 
 REPO = "test-user/SmolLM2-135M-Instruct-GGUF"
 Q4_K_M = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
@@ -66,6 +66,20 @@ def test_pull_picks_q4_k_m_stores_the_model_and_it_generates(tmp_path, smol_file
                                                    "options": {"num_predict": 8, "temperature": 0}})
         assert reply.status_code == 200, reply.text
         assert reply.json()["response"].strip()
+
+
+@pytest.mark.slow
+def test_corral_pull_from_the_hub_as_a_user_runs_it(tmp_path, smol_file):
+    with hub_with({Q4_1: smol_file}) as hub:
+        env = {**clean_environ(tmp_path), "OLLAMA_MODELS": str(tmp_path / "models"), "HF_ENDPOINT": hub.url}
+        with running_server(env) as url:
+            env["OLLAMA_HOST"] = url
+            result = run_corral("pull", f"hf.co/{REPO}:Q4_1", env=env, timeout=300)
+            assert result.returncode == 0, result.stderr
+            assert "success" in result.stdout
+            missing = run_corral("pull", f"hf.co/{REPO}:Q2_K", env=env, timeout=300)
+    assert missing.returncode == 1
+    assert 'Error: hf.co/test-user/SmolLM2-135M-Instruct-GGUF:Q2_K: no GGUF file for quantization "Q2_K" (available: Q4_1)' in missing.stderr
 
 
 @pytest.mark.slow

