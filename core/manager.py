@@ -24,6 +24,7 @@ BUNDLED_PLUGINS: tuple[str, ...] = (
     "corral.plugins.cli.commands",
     "corral.plugins.server",
     "corral.plugins.runtime_llamacpp",
+    "corral.plugins.openai",
     "corral.plugins.source_hf",
     "corral.plugins.source_modelscope",
     "corral.plugins.source_pip",

@@ -11,6 +11,7 @@ import click
 
 from corral import hookimpl
 
+from .create_command import create_command, quantize_command
 from .model_commands import cp_command, list_command, ps_command, rm_command, show_command, stop_command
 from .table import columns
 from .transfer_commands import pull_command, push_command
@@ -20,6 +21,8 @@ from .transfer_commands import pull_command, push_command
 def register_commands(cli: click.Group) -> None:
     cli.add_command(config_command)
     cli.add_command(plugins_command)
+    cli.add_command(create_command)
+    cli.add_command(quantize_command)
     for command in (list_command, show_command, cp_command, rm_command, ps_command, stop_command,
                     pull_command, push_command):
         cli.add_command(command)
