@@ -110,17 +110,6 @@ def checkpoint_files(paths: Iterable[str]) -> list[str]:
                   if (path in top and path.endswith(FOLDER_SUFFIXES)) or (path not in top and path.endswith(".json")))
 
 
-def require_converter(name: str) -> None:
-    """Refuse clearly when this build cannot convert safetensors checkpoints to GGUF."""
-    import importlib.util
-
-    if importlib.util.find_spec("corral.convert") is None:
-        raise InvalidRequest(
-            f"{name} holds only safetensors weights, and this build of corral has no converter "
-            "from safetensors to GGUF; pull a repository with GGUF files instead"
-        )
-
-
 def safe_repo_path(path: str) -> bool:
     """A file path from a listing or an archive that stays inside the folder it is unpacked in."""
     parts = PurePosixPath(path).parts
@@ -240,11 +229,10 @@ async def add_file(kernel: Any, path: Path, expected: str | None) -> str:
 
 
 async def create_from(kernel: Any, name: str, files: Mapping[str, str]) -> AsyncIterator[Progress]:
-    """Make the model ``name`` from blobs already in the store, as ``/api/create`` with ``files``."""
-    try:
-        from corral.create import CreateRequest, create_model
-    except ImportError:
-        raise InvalidRequest("this build of corral cannot create models yet (corral.create is missing)") from None
+    """Make the model ``name`` from blobs already in the store, as ``/api/create`` with ``files``
+    (a safetensors checkpoint is converted there)."""
+    from corral.create import CreateRequest, create_model
+
     async for progress in create_model(kernel, CreateRequest(model=name, files=dict(files))):
         yield progress
 

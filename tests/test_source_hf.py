@@ -78,6 +78,8 @@ def test_corral_pull_from_the_hub_as_a_user_runs_it(tmp_path, smol_file):
             assert result.returncode == 0, result.stderr
             assert "success" in result.stdout
             missing = run_corral("pull", f"hf.co/{REPO}:Q2_K", env=env, timeout=300)
+            push = httpx.post(f"{url}/api/push", json={"model": f"hf.co/{REPO}:Q4_1", "stream": False}, timeout=60)
+    assert push.status_code == 400 and "pushing to Hugging Face is not supported" in push.json()["error"]
     assert missing.returncode == 1
     assert 'Error: hf.co/test-user/SmolLM2-135M-Instruct-GGUF:Q2_K: no GGUF file for quantization "Q2_K" (available: Q4_1)' in missing.stderr
 
