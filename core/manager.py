@@ -25,6 +25,9 @@ BUNDLED_PLUGINS: tuple[str, ...] = (
     "corral.plugins.server",
     "corral.plugins.runtime_llamacpp",
     "corral.plugins.openai",
+    "corral.plugins.source_hf",
+    "corral.plugins.source_modelscope",
+    "corral.plugins.source_pip",
     "corral.plugins.webui",
 )
 

@@ -1,0 +1,239 @@
+"""Models from the Hugging Face Hub: ``hf.co/<user>/<repo>[:<quant>]``, also ``huggingface.co/...``.
+
+The repository's GGUF files are listed, the one the tag names is picked (``Q4_K_M`` without a tag,
+as Ollama's integration does), downloaded with huggingface-hub (HF_ENDPOINT, HF_TOKEN and the
+user's Hugging Face cache all apply), verified against the sha256 the Hub lists, and stored as an
+Ollama model with its template and parameters. A repository with only safetensors weights goes
+through the converter. huggingface-hub is imported only when a pull starts.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import attrs
+
+from corral import (
+    CorralError,
+    DigestMismatch,
+    InvalidRequest,
+    ModelNotFound,
+    ModelRef,
+    Progress,
+    PullError,
+    SettingSpec,
+    SourceSpec,
+    hookimpl,
+)
+
+from . import model_import
+from .model_import import Outcome, Reporter
+
+HOSTS = ("hf.co", "huggingface.co")
+REVISION = "main"
+
+
+def _endpoint(value: Any) -> str:
+    text = str(value).strip().rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return text
+
+
+@hookimpl
+def register_settings() -> list[SettingSpec]:
+    return [SettingSpec(key="huggingface.endpoint", default="https://huggingface.co", env="HF_ENDPOINT",
+                        converter=_endpoint, help="the Hugging Face Hub (or a mirror) hf.co/... references pull from")]
+
+
+@hookimpl
+def register_sources(settings: Any) -> list[SourceSpec]:
+    return [SourceSpec(name="huggingface", factory=HuggingFaceSource.for_kernel,
+                       description="GGUF (or safetensors) models from the Hugging Face Hub: hf.co/<user>/<repo>[:<quant>]")]
+
+
+@hookimpl
+def resolve_reference(reference: str, settings: Any) -> str | None:
+    return "huggingface" if model_import.reference_host(reference) in HOSTS else None
+
+
+@attrs.frozen(kw_only=True)
+class RepoFile:
+    path: str
+    size: int
+    sha256: str | None
+    """The LFS sha256 the Hub lists, or None for a file kept in git itself."""
+    oid: str
+
+
+@attrs.define(eq=False)
+class HuggingFaceSource:
+    kernel: Any = attrs.field(repr=False)
+    name: str = "huggingface"
+
+    @classmethod
+    def for_kernel(cls, kernel: Any) -> HuggingFaceSource:
+        return cls(kernel=kernel)
+
+    @property
+    def endpoint(self) -> str:
+        return self.kernel.settings.plugin["huggingface.endpoint"]
+
+    @property
+    def token(self) -> str | None:
+        # None lets huggingface-hub find the token itself (its login file)
+        return self.kernel.settings.environ.get("HF_TOKEN") or None
+
+    async def pull(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
+        name = ref.display
+        repo_id = ref.repository
+        if ref.digest:
+            raise InvalidRequest(f"{name}: Hugging Face references cannot pin a digest")
+        yield Progress(status="pulling manifest")
+        listing = Outcome()
+        async for progress in model_import.in_thread(self._list, repo_id, name, outcome=listing):
+            yield progress
+        files: dict[str, RepoFile] = {entry.path: entry for entry in listing.value}
+        ggufs = [path for path in files if model_import.is_model_gguf(path)]
+        if ggufs:
+            chosen = [model_import.choose_gguf(ggufs, model_import.requested_tag(ref), name)]
+        else:
+            chosen = model_import.checkpoint_files(files)
+            if not chosen:
+                raise InvalidRequest(f"{name}: the repository has no GGUF file and no safetensors checkpoint")
+            if model_import.requested_tag(ref) is not None:
+                raise ModelNotFound(name, f'{name}: the repository has no GGUF files, so no quantization "{ref.tag}"')
+
+        folder = model_import.downloads_dir(self.kernel, "huggingface", ref.namespace, ref.model)
+        stored: dict[str, str] = {}
+        for path in chosen:
+            entry = files[path]
+            local = Outcome()
+            async for progress in model_import.in_thread(self._download, repo_id, entry, folder, name, outcome=local):
+                yield progress
+            yield Progress(status="verifying sha256 digest")
+            expected = f"sha256:{entry.sha256}" if entry.sha256 else None
+            try:
+                stored[PurePosixPath(path).name if ggufs else path] = await model_import.add_file(self.kernel, local.value, expected)
+            except DigestMismatch as error:
+                _forget(folder, path)
+                raise DigestMismatch(f"{name}: {path}: {error}") from None
+            _forget(folder, path)
+        async for progress in model_import.create_from(self.kernel, str(ref), stored):
+            yield progress
+        shutil.rmtree(folder, ignore_errors=True)
+
+    async def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
+        raise InvalidRequest(f"{ref.display}: pushing to Hugging Face is not supported")
+        yield  # pragma: no cover - makes this an async generator like pull
+
+    # -- in a worker thread -------------------------------------------------------------------
+
+    def _list(self, report: Reporter, repo_id: str, name: str) -> list[RepoFile]:
+        from huggingface_hub import HfApi
+
+        with self._errors(name, repo_id):
+            api = HfApi(endpoint=self.endpoint, token=self.token)
+            entries = api.list_repo_tree(repo_id, recursive=True, revision=REVISION)
+            found = []
+            for entry in entries:
+                lfs = getattr(entry, "lfs", None)
+                if not hasattr(entry, "blob_id") or not model_import.safe_repo_path(entry.path):
+                    continue
+                found.append(RepoFile(path=entry.path, size=entry.size, oid=entry.blob_id,
+                                      sha256=(lfs.sha256 if lfs is not None else None)))
+            return found
+
+    def _download(self, report: Reporter, repo_id: str, entry: RepoFile, folder: Path, name: str) -> Path:
+        from huggingface_hub import hf_hub_download
+
+        digest = f"sha256:{entry.sha256}" if entry.sha256 else None
+        status = f"pulling {entry.sha256[:12]}" if entry.sha256 else f"pulling {entry.path}"
+        report(Progress(status=status, digest=digest, total=entry.size, completed=0), force=True)
+
+        class Bar:
+            """What huggingface-hub drives as its progress bar, turned into Progress records."""
+
+            def __init__(self, *args: Any, total: int | None = None, initial: int = 0, **kwargs: Any) -> None:
+                self.n = initial
+                self.total = total or entry.size
+
+            def update(self, n: float | None = 1) -> None:
+                self.n += int(n or 0)
+                report(Progress(status=status, digest=digest, total=self.total, completed=min(self.n, self.total)))
+
+            def __enter__(self) -> Bar:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                self.close()
+
+            def close(self) -> None:
+                pass
+
+            def set_description(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+            def refresh(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+        with self._errors(name, repo_id):
+            local = Path(hf_hub_download(repo_id, entry.path, revision=REVISION, local_dir=folder,
+                                         endpoint=self.endpoint, token=self.token, tqdm_class=Bar))
+        if local.stat().st_size != entry.size:
+            _forget(folder, entry.path)
+            raise PullError(f"{name}: {entry.path} arrived with {local.stat().st_size} bytes, the Hub lists {entry.size}")
+        if entry.sha256 is None and model_import.git_blob_sha1(local) != entry.oid:
+            _forget(folder, entry.path)
+            raise DigestMismatch(f"{name}: {entry.path} does not match the object id the Hub lists")
+        report(Progress(status=status, digest=digest, total=entry.size, completed=entry.size), force=True)
+        return local
+
+    @contextmanager
+    def _errors(self, name: str, repo_id: str) -> Iterator[None]:
+        """huggingface-hub's exceptions, as corral errors a user can act on."""
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            GatedRepoError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        try:
+            yield
+        except (CorralError, model_import.Abandoned):
+            raise
+        except GatedRepoError:
+            raise PullError(f"{name}: {repo_id} is gated on {self.endpoint}: accept its terms there and set HF_TOKEN") from None
+        except RepositoryNotFoundError:
+            raise ModelNotFound(name, f'pull model manifest: file does not exist: no repository "{repo_id}" on '
+                                      f"{self.endpoint} (a private one needs HF_TOKEN)") from None
+        except RevisionNotFoundError:
+            raise ModelNotFound(name, f'pull model manifest: file does not exist: {repo_id} has no "{REVISION}" branch') from None
+        except LocalEntryNotFoundError as error:
+            cause = error.__cause__ or error.__context__ or error
+            raise PullError(f"{name}: cannot download from {self.endpoint}: {_first_line(cause)}") from None
+        except EntryNotFoundError as error:
+            raise ModelNotFound(name, f"{name}: {_first_line(error)}") from None
+        except HfHubHTTPError as error:
+            status = error.response.status_code if error.response is not None else "an error"
+            raise PullError(f"{name}: {self.endpoint} answered {status}: {_first_line(error)}") from None
+        except Exception as error:  # network failures and anything else huggingface-hub raises
+            raise PullError(f"{name}: download from {self.endpoint} failed: {type(error).__name__}: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _forget(folder: Path, path: str) -> None:
+    """Drop a downloaded file and huggingface-hub's note of it, so the next pull fetches it again."""
+    (folder / path).unlink(missing_ok=True)
+    (folder / ".cache" / "huggingface" / "download" / f"{path}.metadata").unlink(missing_ok=True)
