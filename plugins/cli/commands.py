@@ -12,6 +12,7 @@ import click
 from corral import hookimpl
 
 from .model_commands import cp_command, list_command, ps_command, rm_command, show_command, stop_command
+from .run_command import run_command
 from .table import columns
 
 
@@ -19,6 +20,7 @@ from .table import columns
 def register_commands(cli: click.Group) -> None:
     cli.add_command(config_command)
     cli.add_command(plugins_command)
+    cli.add_command(run_command)
     for command in (list_command, show_command, cp_command, rm_command, ps_command, stop_command):
         cli.add_command(command)
     # `corral ls`: the same command under Ollama's alias, kept out of the command list.
