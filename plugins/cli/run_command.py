@@ -70,7 +70,7 @@ def run_command(state: Any, model: str, prompt: tuple[str, ...], format_: str, k
     /? in it for its commands. The model is pulled first when the server does not have it.
 
     \b
-    Examples:
+    Example:
       corral run smollm2
       corral run smollm2 "Why is the sky blue?"
       echo "Summarise this:" | corral run smollm2 "$(cat notes.txt)"
