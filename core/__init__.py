@@ -23,9 +23,10 @@ from .errors import (
     TemplateError,
 )
 from .hookspecs import hookimpl, hookspec
-from .interfaces import BlobStore, LoadedModel, ModelSource, Runtime
+from .interfaces import BlobStore, LoadedModel, ModelSource, PartialBlob, Quantizer, Runtime
 from .names import ModelRef, parse_reference, validate_digest
 from .types import (
+    BlobPart,
     CompletionChunk,
     CompletionRequest,
     Event,
@@ -34,6 +35,7 @@ from .types import (
     Manifest,
     ModelInfo,
     Progress,
+    QuantizerSpec,
     RuntimeSpec,
     SettingSpec,
     SourceSpec,
@@ -46,10 +48,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 __all__ = [
-    "BlobNotFound", "BlobStore", "CompletionChunk", "CompletionRequest", "ConfigError", "CorralError",
+    "BlobNotFound", "BlobPart", "BlobStore", "CompletionChunk", "CompletionRequest", "ConfigError", "CorralError",
     "DigestMismatch", "Event", "InvalidDigest", "InvalidModelFile", "InvalidName", "InvalidRequest",
     "Layer", "LoadSpec", "LoadedModel", "Manifest", "ModelInfo", "ModelNotFound", "ModelRef",
-    "ModelSource", "PluginError", "Progress", "PullError", "Runtime", "RuntimeFailure", "RuntimeSpec",
+    "ModelSource", "PartialBlob", "PluginError", "Progress", "PullError", "Quantizer", "QuantizerSpec", "Runtime",
+    "RuntimeFailure", "RuntimeSpec",
     "ServerBusy", "SettingSpec", "SourceSpec", "StoreError", "StoreSpec", "TemplateError",
     "hookimpl", "hookspec", "parse_reference", "validate_digest",
 ]

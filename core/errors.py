@@ -96,3 +96,8 @@ class RuntimeFailure(CorralError):
     """A runner that crashed or could not load a model."""
 
     status = 500
+
+
+class ConversionError(InvalidRequest):
+    """A Hugging Face checkpoint that cannot be converted to GGUF (missing file, corrupt
+    safetensors, unsupported architecture or tokenizer). The message names the file."""

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from .kernel import Kernel
     from .settings import Settings
-    from .types import Event, RuntimeSpec, SettingSpec, SourceSpec, StoreSpec
+    from .types import Event, QuantizerSpec, RuntimeSpec, SettingSpec, SourceSpec, StoreSpec
 
 PROJECT = "corral"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -87,6 +87,19 @@ def select_runtime(model: Any, candidates: list[RuntimeSpec], settings: Settings
 
     Return one of the candidates, or None to defer. The default (``trylast``) takes the highest
     priority.
+    """
+
+
+@hookspec
+def register_quantizers(settings: Settings) -> Iterable[QuantizerSpec]:
+    """Offer weight quantizers: a name, the target types each makes, and a lazy factory.
+
+    ``kernel.quantizer_for(type)`` finds the quantizer for a type (case-insensitively) and builds it
+    with ``spec.factory(kernel)`` on first use. A Quantizer has one method,
+    ``quantize(src: Path, dst: Path, type: str) -> AsyncIterator[Progress]``: it writes ``dst``
+    from the F32/F16/BF16 GGUF file ``src``, yields progress as it goes, and raises a CorralError
+    (InvalidRequest for a source it cannot quantize). It must not block the event loop. A type
+    claimed by two quantizers is an error naming both plugins.
     """
 
 

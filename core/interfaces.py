@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 from .names import ModelRef
-from .types import CompletionChunk, CompletionRequest, LoadSpec, Progress
+from .types import BlobPart, CompletionChunk, CompletionRequest, LoadSpec, Progress
 
 
 @runtime_checkable
@@ -54,7 +54,51 @@ class BlobStore(Protocol):
     async def list_manifests(self) -> list[tuple[str, str, str, str]]: ...
 
     async def cleanup(self, older_than: float) -> int:
-        """Remove abandoned temporary files older than ``older_than`` seconds; return how many."""
+        """Remove abandoned temporary files older than ``older_than`` seconds; return how many.
+        Partial blobs are not temporary: they stay until completed or discarded."""
+
+    async def open_partial(self, digest: str, size: int) -> PartialBlob:
+        """The partial data of a blob being fetched in byte ranges, created empty or reopened as an
+        earlier attempt (or process) left it. Space for ``size`` bytes is reserved up front where the
+        backend can (a full disk fails here, not halfway). Never visible as a blob until committed."""
+
+
+@runtime_checkable
+class PartialBlob(Protocol):
+    """A blob being downloaded in byte ranges, kept beside the store across attempts and restarts.
+
+    Its methods block: downloads write from worker threads (a thread per range is how Python
+    reaches loopback and LAN speeds), so call them from a thread, never from the event loop.
+    """
+
+    digest: str
+    size: int
+
+    def parts(self) -> list[BlobPart]:
+        """The ranges an earlier attempt recorded (tiling ``[0, size)``), or [] for fresh data."""
+
+    def save_parts(self, parts: list[BlobPart]) -> None:
+        """Record ranges' progress (``completed`` bytes from each offset are written). The data
+        they claim is made durable first, so a record never promises bytes a crash lost."""
+
+    def write(self, offset: int, data: bytes) -> None: ...
+
+    def hash_to(self, end: int) -> None:
+        """Hash the data from where hashing stopped up to ``end`` (bytes before ``end`` are final).
+        Lets verification run alongside the download; optional for a backend (may do nothing)."""
+
+    def verify(self) -> None:
+        """Hash what is not hashed yet and compare with the digest. On a mismatch the data is
+        discarded and DigestMismatch raised (Ollama's message)."""
+
+    def commit(self) -> None:
+        """Make the verified data the blob, atomically and durably, and drop the range records."""
+
+    def close(self) -> None:
+        """Release handles, keeping the data for a later attempt."""
+
+    def discard(self) -> None:
+        """Remove the data and its range records."""
 
 
 @runtime_checkable
@@ -93,3 +137,12 @@ class Runtime(Protocol):
     def load(self, spec: LoadSpec) -> AbstractAsyncContextManager[LoadedModel]:
         """Load the model on entry and unload it on exit. The scheduler enters and exits it in
         one task of its own, so the runtime may start tasks inside it."""
+
+
+@runtime_checkable
+class Quantizer(Protocol):
+    """Rewrites a GGUF file's weights to a smaller type (``QuantizerSpec.types``)."""
+
+    def quantize(self, src: Path, dst: Path, type: str) -> AsyncIterator[Progress]:
+        """Write ``dst`` from the F32/F16/BF16 GGUF ``src`` with weights of ``type`` (upper case),
+        yielding progress; InvalidRequest for a source it cannot quantize."""

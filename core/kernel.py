@@ -17,7 +17,7 @@ from .inference import Inference
 from .scheduler import Scheduler
 from .settings import Settings
 from .store import ModelStore
-from .types import Event, RuntimeSpec, SettingSpec, SourceSpec, StoreSpec
+from .types import Event, QuantizerSpec, RuntimeSpec, SettingSpec, SourceSpec, StoreSpec
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,35 @@ class Kernel:
     @cached_property
     def runtimes(self) -> dict[str, RuntimeSpec]:
         return registry(self.pm, "register_runtimes", "runtime", settings=self.settings)
+
+    @cached_property
+    def quantizers(self) -> dict[str, QuantizerSpec]:
+        """Quantizers keyed by the types they make; a type claimed twice names both plugins."""
+        by_type: dict[str, QuantizerSpec] = {}
+        owner: dict[str, str] = {}
+        for plugin, spec in collect(self.pm, "register_quantizers", settings=self.settings):
+            for kind in spec.types:
+                if kind in by_type:
+                    raise PluginError(f'quantization type "{kind}" is registered by both plugin '
+                                      f'"{owner[kind]}" and plugin "{plugin}"')
+                by_type[kind] = spec
+                owner[kind] = plugin
+        return by_type
+
+    def quantizer_for(self, kind: str) -> Any:
+        """The Quantizer that makes ``kind`` (case-insensitive), built on first use; a 400 naming
+        the supported types otherwise."""
+        spec = self.quantizers.get(kind.upper())
+        if spec is None:
+            known = ", ".join(self.quantizers) or "none"
+            raise InvalidRequest(f"unsupported quantization type {kind} - supported types are {known}")
+        if spec.name not in self._built_quantizers:
+            self._built_quantizers[spec.name] = spec.factory(self)
+        return self._built_quantizers[spec.name]
+
+    @cached_property
+    def _built_quantizers(self) -> dict[str, Any]:
+        return {}
 
     @cached_property
     def store(self) -> ModelStore:

@@ -199,6 +199,12 @@ class ModelStore:
             expected = validate_digest(expected)
         return await self.blobs.write_blob(chunks, expected)
 
+    async def open_partial(self, digest: str, size: int) -> Any:
+        """Resumable partial data for a blob fetched in ranges (see PartialBlob)."""
+        if not isinstance(size, int) or size < 0:
+            raise StoreError(f"blob {digest}: invalid size {size!r}")
+        return await self.blobs.open_partial(validate_digest(digest), size)
+
     async def add_bytes(self, data: bytes, media_type: str) -> Layer:
         async def one() -> AsyncIterator[bytes]:
             yield data

@@ -77,6 +77,17 @@ class RuntimeSpec:
     description: str = ""
 
 
+@attrs.frozen(kw_only=True)
+class QuantizerSpec:
+    """A weight quantizer for the listed target ``types`` (upper case, llama.cpp's names such as
+    ``Q4_K_M``). ``factory(kernel)`` is called on first use and returns a Quantizer."""
+
+    name: str
+    types: tuple[str, ...] = attrs.field(converter=lambda types: tuple(t.upper() for t in types))
+    factory: Callable[..., Any]
+    description: str = ""
+
+
 # -- the model store -------------------------------------------------------------------------
 
 
@@ -216,6 +227,23 @@ class Progress:
     digest: str | None = None
     total: int | None = None
     completed: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BlobPart:
+    """One byte range of a blob being downloaded: ``completed`` bytes from ``offset`` are written.
+
+    A partial blob's parts tile ``[0, size)``; they survive restarts so a download resumes.
+    """
+
+    index: int
+    offset: int
+    size: int
+    completed: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.completed >= self.size
 
 
 # -- runtimes --------------------------------------------------------------------------------

@@ -3,6 +3,12 @@
 ``blobs/sha256-<hex>`` and ``manifests/<host>/<namespace>/<model>/<tag>``. Every write goes to a
 temporary file in the same folder, is fsynced, then renamed over the target, so a crash leaves
 either the old file or the new one. Temporary files are named ``.tmp-*`` and swept after an hour.
+
+A blob being downloaded in ranges lives beside the blobs as Ollama keeps it:
+``blobs/sha256-<hex>-partial`` (the data, space reserved up front) and one JSON record per range,
+``blobs/sha256-<hex>-partial-<N>`` (``{"N", "Offset", "Size", "Completed"}``), so a pull resumes
+after a restart, even one Ollama started. They are never swept: they go when the blob is
+committed (after its digest is verified) or discarded.
 """
 
 from __future__ import annotations
@@ -10,12 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
+import json
 import os
+import threading
 import re
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
@@ -24,7 +33,7 @@ from corral import hookimpl
 from corral.errors import BlobNotFound, DigestMismatch, StoreError
 from corral.names import validate_digest
 from corral.settings import Settings
-from corral.types import StoreSpec
+from corral.types import BlobPart, StoreSpec
 
 CHUNK = 1024 * 1024
 _BLOB_NAME = re.compile(r"sha256-([0-9a-f]{64})")
@@ -45,6 +54,8 @@ def register_stores(settings: Settings) -> list[StoreSpec]:
 def _os_error(action: str, path: Path, error: OSError) -> StoreError:
     if error.errno == errno.ENOSPC:
         return StoreError(f"no space left on device while {action} {path}")
+    if error.errno == errno.EFBIG:
+        return StoreError(f"file too large for the file system (or this process's file size limit) while {action} {path}")
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StoreError(f"cannot write to the model store: permission denied while {action} {path}")
     return StoreError(f"model store error while {action} {path}: {error.strerror or error}")
@@ -174,6 +185,13 @@ class FsBlobStore:
 
         return await anyio.to_thread.run_sync(scan)
 
+    async def open_partial(self, digest: str, size: int) -> FsPartialBlob:
+        path = self._blob(digest).with_name(self._blob(digest).name + "-partial")
+        try:
+            return await anyio.to_thread.run_sync(FsPartialBlob.open, path, validate_digest(digest), size)
+        except OSError as error:
+            raise _os_error("reserving space for", path, error) from None
+
     # -- manifests --------------------------------------------------------------------------
 
     async def read_manifest(self, parts: tuple[str, str, str, str]) -> tuple[bytes, dt.datetime] | None:
@@ -257,3 +275,131 @@ class FsBlobStore:
             return removed
 
         return await anyio.to_thread.run_sync(sweep)
+
+
+HASH_CHUNK = 4 * 1024 * 1024
+
+
+@attrs.define(eq=False)
+class FsPartialBlob:
+    """``sha256-<hex>-partial`` and its range records (see the module docstring). Thread-safe."""
+
+    path: Path
+    digest: str
+    size: int
+    _fd: int
+    _hasher: Any = attrs.field(factory=hashlib.sha256, init=False)
+    _hashed: int = attrs.field(default=0, init=False)
+    _hash_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+
+    @classmethod
+    def open(cls, path: Path, digest: str, size: int) -> FsPartialBlob:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size not in (0, size):  # left by a download of other data: start over
+                os.ftruncate(fd, 0)
+                for record in path.parent.glob(path.name + "-*"):
+                    record.unlink(missing_ok=True)
+            try:
+                if size:
+                    os.posix_fallocate(fd, 0, size)  # a full disk fails now, not halfway
+            except OSError as error:
+                if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                os.ftruncate(fd, size)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path=path, digest=digest, size=size, fd=fd)
+
+    def _record(self, index: int) -> Path:
+        return self.path.with_name(f"{self.path.name}-{index}")
+
+    def _io(self, action: str, function: Any, *args: Any) -> Any:
+        try:
+            return function(*args)
+        except OSError as error:
+            raise _os_error(action, self.path, error) from None
+
+    def parts(self) -> list[BlobPart]:
+        found = []
+        for record in self.path.parent.glob(self.path.name + "-*"):
+            try:
+                data = json.loads(record.read_bytes())
+                found.append(BlobPart(index=int(data["N"]), offset=int(data["Offset"]), size=int(data["Size"]),
+                                      completed=int(data["Completed"])))
+            except (OSError, ValueError, KeyError, TypeError):
+                return []  # unreadable records: the data cannot be trusted, start over
+        found.sort(key=lambda part: part.offset)
+        expected = 0
+        for part in found:  # the ranges must tile the blob exactly
+            if part.offset != expected or part.size <= 0 or not 0 <= part.completed <= part.size:
+                return []
+            expected += part.size
+        return found if expected == self.size else []
+
+    def save_parts(self, parts: list[BlobPart]) -> None:
+        def write() -> None:
+            os.fdatasync(self._fd)
+            for part in parts:
+                record = self._record(part.index)
+                tmp = record.with_name(f".tmp-{uuid.uuid4().hex}")
+                try:
+                    tmp.write_text(json.dumps({"N": part.index, "Offset": part.offset, "Size": part.size,
+                                               "Completed": part.completed}))
+                    os.replace(tmp, record)
+                finally:
+                    tmp.unlink(missing_ok=True)
+
+        self._io("recording progress of", write)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            written = self._io("writing", os.pwrite, self._fd, view, offset)
+            view = view[written:]
+            offset += written
+
+    def hash_to(self, end: int) -> None:
+        with self._hash_lock:
+            end = min(end, self.size)
+            while self._hashed < end:
+                chunk = self._io("reading", os.pread, self._fd, min(HASH_CHUNK, end - self._hashed), self._hashed)
+                if not chunk:
+                    raise StoreError(f"model store error while reading {self.path}: unexpected end of file")
+                self._hasher.update(chunk)
+                self._hashed += len(chunk)
+
+    def verify(self) -> None:
+        self.hash_to(self.size)
+        got = "sha256:" + self._hasher.hexdigest()
+        if got != self.digest:
+            self.discard()
+            raise DigestMismatch(f"digest mismatch, file must be downloaded again: want {self.digest}, got {got}")
+
+    def commit(self) -> None:
+        def commit() -> None:
+            os.fsync(self._fd)
+            target = self.path.with_name(self.path.name.removesuffix("-partial"))
+            try:
+                _replace_durably(self.path, target)
+            except FileNotFoundError:
+                if not target.is_file():  # else a concurrent pull of the same blob committed it
+                    raise
+            for record in self.path.parent.glob(self.path.name + "-*"):
+                record.unlink(missing_ok=True)
+
+        self._io("storing", commit)
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+        for record in self.path.parent.glob(self.path.name + "-*"):
+            record.unlink(missing_ok=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral import RuntimeSpec, SettingSpec, hookimpl
+from corral import QuantizerSpec, RuntimeSpec, SettingSpec, hookimpl
 
 
 def _interval(value: Any) -> float:
@@ -36,6 +36,19 @@ def register_runtimes(settings: Any) -> list[RuntimeSpec]:
 
     return [RuntimeSpec(name="llamacpp", formats=("gguf",), priority=10, factory=factory,
                         description="llama.cpp through llama-cpp-python, one runner process per model")]
+
+
+@hookimpl
+def register_quantizers(settings: Any) -> list[QuantizerSpec]:
+    from .quantize import FILE_TYPES
+
+    def factory(kernel: Any) -> Any:
+        from .quantize import LlamaCppQuantizer
+
+        return LlamaCppQuantizer()
+
+    return [QuantizerSpec(name="llamacpp", types=tuple(FILE_TYPES), factory=factory,
+                          description="llama.cpp's quantizer (llama_model_quantize) in a subprocess")]
 
 
 @hookimpl

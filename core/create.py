@@ -1,0 +1,398 @@
+"""Creating a model (``/api/create``, ``corral create``): layers from an existing model or from
+blobs already in the store, plus template, system prompt, parameters, licenses and messages.
+
+``create_model`` streams Ollama's statuses (``parsing GGUF``, ``using existing layer sha256:...``,
+``creating new layer sha256:...``, ``writing manifest``, ``success``). Every check runs before the
+manifest is written, so a failed create leaves the store's models as they were; blobs it wrote
+on the way are unreferenced and pruned later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+
+from . import gojson
+from . import options as option_rules
+from .errors import InvalidDigest, InvalidName, InvalidRequest, ModelNotFound, StoreError
+from .gguf import GGUFFile, human_number, read_gguf
+from .gotemplate.named import named_template
+from .gotemplate.ollama import PromptTemplate
+from .names import parse_reference, validate_digest
+from .types import (
+    MEDIA_ADAPTER,
+    MEDIA_LICENSE,
+    MEDIA_MESSAGES,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
+    MEDIA_PROMPT,
+    MEDIA_SYSTEM,
+    MEDIA_TEMPLATE,
+    MEDIA_TYPE_CONFIG,
+    Layer,
+    Manifest,
+    Progress,
+)
+
+GGUF_MAGIC = b"GGUF"
+QUANTIZABLE = ("F32", "F16", "BF16")
+MESSAGE_ROLES = ("system", "user", "assistant", "tool")
+
+
+@attrs.frozen(kw_only=True)
+class CreateRequest:
+    """Ollama's current /api/create form, parsed and validated."""
+
+    model: str
+    from_: str | None = None
+    """An existing model whose layers are reused, or None."""
+    files: Mapping[str, str] = attrs.field(factory=dict)
+    """File name -> ``sha256:...`` of blobs already in the store: one GGUF file (plus an optional
+    projector GGUF), or the files of a safetensors folder."""
+    adapters: Mapping[str, str] = attrs.field(factory=dict)
+    """LoRA GGUF file name -> digest."""
+    template: str | None = None
+    system: str | None = None
+    license: tuple[str, ...] = ()
+    parameters: Mapping[str, Any] = attrs.field(factory=dict)
+    messages: tuple[Mapping[str, Any], ...] = ()
+    quantize: str | None = None
+
+
+def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter values by name, converted to their option types; unknown names are a 400."""
+    checked: dict[str, Any] = {}
+    for name, value in parameters.items():
+        if name in option_rules.RETIRED:
+            continue
+        if name not in option_rules.OPTION_TYPES:
+            raise InvalidRequest(f"unknown parameter '{name}'")
+        if option_rules.OPTION_TYPES[name] == option_rules.STRINGS and isinstance(value, str):
+            value = [value]
+        checked[name] = option_rules.convert_option(name, value)
+    return checked
+
+
+def check_messages(messages: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(messages, (list, tuple)):
+        raise InvalidRequest("messages must be a list of {role, content} objects")
+    checked = []
+    for message in messages:
+        if not isinstance(message, Mapping) or not isinstance(message.get("content", ""), str):
+            raise InvalidRequest("messages must be a list of {role, content} objects")
+        role = message.get("role")
+        if role not in MESSAGE_ROLES:
+            raise InvalidRequest(f'message role must be one of "system", "user", "assistant" or "tool", not {role!r}')
+        checked.append({"role": role, "content": message.get("content", "")})
+    return tuple(checked)
+
+
+def check_file_name(name: str) -> None:
+    """Go's fs.ValidPath: a relative, slash-separated path without ``.``/``..`` or empty parts."""
+    if not isinstance(name, str) or not name or name.startswith("/") or "\\" in name or "\0" in name:
+        raise InvalidRequest("file path must be relative")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise InvalidRequest("file path must be relative")
+
+
+def _check_digest(digest: Any) -> str:
+    try:
+        return validate_digest(digest)
+    except InvalidDigest:
+        raise InvalidRequest("invalid digest format") from None
+
+
+@attrs.define(eq=False)
+class _Build:
+    """The layers of the model being built, and the statuses to report for them."""
+
+    layers: list[Layer] = attrs.field(factory=list)
+    statuses: list[str] = attrs.field(factory=list)
+    config: dict[str, Any] = attrs.field(factory=dict)
+    params: dict[str, Any] = attrs.field(factory=dict)
+
+    def add(self, layer: Layer, status: str) -> None:
+        self.layers.append(layer)
+        self.statuses.append(status)
+
+    def drop(self, *media_types: str) -> None:
+        keep = [(layer, status) for layer, status in zip(self.layers, self.statuses)
+                if layer.media_type not in media_types]
+        self.layers = [layer for layer, _ in keep]
+        self.statuses = [status for _, status in keep]
+
+
+async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Progress]:
+    """Build ``request.model``, yielding Ollama's create statuses; CorralError on failure (then no
+    manifest is written)."""
+    store = kernel.store
+    try:
+        ref = parse_reference(request.model)
+    except InvalidName:
+        raise InvalidRequest("invalid model name") from None
+    if ref.digest is not None:
+        raise InvalidRequest("invalid model name")
+    for name, digest in {**request.files, **request.adapters}.items():
+        check_file_name(name)
+        _check_digest(digest)
+    if len(request.adapters) > 1:
+        raise InvalidRequest("only one adapter is currently supported")
+
+    build = _Build()
+    if request.from_:
+        await _from_model(store, request.from_, build)
+    elif request.files:
+        async for progress in _from_files(kernel, request.files, build, detect_template=request.template is None):
+            yield progress
+    else:
+        raise InvalidRequest("neither 'from' or 'files' was specified")
+
+    for name, digest in sorted(request.adapters.items()):
+        yield Progress(status="parsing GGUF")
+        gguf = await _read_blob_gguf(store, digest, name)
+        if gguf.metadata.get("general.type") != "adapter":
+            raise InvalidRequest(f'"{name}" is not a LoRA adapter (its general.type is not "adapter")')
+        build.drop(MEDIA_ADAPTER)
+        build.add(Layer(media_type=MEDIA_ADAPTER, digest=digest, size=gguf.file_size, from_=name),
+                  f"using existing layer {digest}")
+
+    if request.quantize:
+        async for progress in _quantize(kernel, request.quantize, build):
+            yield progress
+
+    if request.template is not None and request.template != "":
+        PromptTemplate.parse(request.template)  # TemplateError (400) when it does not parse
+        build.drop(MEDIA_TEMPLATE, MEDIA_PROMPT)
+        await _add_text(store, build, request.template.encode(), MEDIA_TEMPLATE)
+    if request.system:
+        build.drop(MEDIA_SYSTEM)
+        await _add_text(store, build, request.system.encode(), MEDIA_SYSTEM)
+    for text in request.license:
+        if text:
+            await _add_text(store, build, text.encode(), MEDIA_LICENSE)
+    params = {**build.params, **check_parameters(request.parameters)}
+    if params:
+        build.drop(MEDIA_PARAMS)
+        await _add_json(store, build, params, MEDIA_PARAMS)
+    if request.messages:
+        build.drop(MEDIA_MESSAGES)
+        await _add_json(store, build, list(check_messages(request.messages)), MEDIA_MESSAGES)
+
+    if not any(layer.media_type == MEDIA_MODEL for layer in build.layers):
+        raise InvalidRequest("the model has no weights: FROM must name a model or a GGUF or safetensors file")
+    config = {
+        **build.config,
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in build.layers]},
+    }
+    config_layer = await store.add_json(config, MEDIA_TYPE_CONFIG)
+    for status in build.statuses:
+        yield Progress(status=status)
+    yield Progress(status="writing manifest")
+    await store.put(ref, Manifest(config=config_layer, layers=build.layers))
+    yield Progress(status="success")
+
+
+# -- sources of weights --------------------------------------------------------------------------
+
+
+async def _from_model(store: Any, name: str, build: _Build) -> None:
+    if _is_digest(name):
+        raise InvalidRequest(f'"{name}" is a blob digest: send it in "files" instead of "from"')
+    try:
+        info = await store.get(name)
+    except InvalidName:
+        raise InvalidRequest("invalid model name") from None
+    except ModelNotFound:
+        raise ModelNotFound(name, f"model '{name}' not found") from None
+    source = info.ref.display
+    params: dict[str, Any] = {}
+    for layer in info.manifest.layers:
+        if layer.media_type == MEDIA_PARAMS:
+            found = await store.read_json(layer.digest)
+            params = found if isinstance(found, dict) else {}
+        build.add(Layer(media_type=layer.media_type, digest=layer.digest, size=layer.size,
+                        from_=source, name=layer.name),
+                  f"using existing layer {layer.digest}")
+    build.params = params
+    build.config = {key: info.config[key] for key in
+                    ("model_format", "model_family", "model_families", "model_type", "file_type")
+                    if key in info.config}
+
+
+def _is_digest(text: str) -> bool:
+    try:
+        validate_digest(text.removeprefix("@"))
+    except InvalidDigest:
+        return False
+    return True
+
+
+async def _from_files(kernel: Any, files: Mapping[str, str], build: _Build, *,
+                      detect_template: bool) -> AsyncIterator[Progress]:
+    store = kernel.store
+    names = sorted(files)
+    if any(name.endswith(".safetensors") for name in names):
+        async for progress in _from_safetensors(kernel, files, build, detect_template=detect_template):
+            yield progress
+        return
+    model_gguf: GGUFFile | None = None
+    for name in names:
+        digest = files[name]
+        yield Progress(status="parsing GGUF")
+        gguf = await _read_blob_gguf(store, digest, name)
+        media_type = _gguf_media_type(gguf)
+        if media_type == MEDIA_MODEL:
+            if model_gguf is not None:
+                raise InvalidRequest("more than one model GGUF file was given")
+            model_gguf = gguf
+        build.add(Layer(media_type=media_type, digest=digest, size=gguf.file_size, from_=name),
+                  f"using existing layer {digest}")
+    if model_gguf is None:
+        raise InvalidRequest("no model GGUF file was given (only adapters or projectors)")
+    build.config = _config_of(model_gguf)
+    if detect_template:
+        await _detect_template(store, model_gguf, build)
+
+
+async def _from_safetensors(kernel: Any, files: Mapping[str, str], build: _Build, *,
+                            detect_template: bool) -> AsyncIterator[Progress]:
+    raise InvalidRequest("creating a model from safetensors files is not supported yet")
+    yield Progress(status="")  # pragma: no cover - makes this an async generator
+
+
+def _gguf_media_type(gguf: GGUFFile) -> str:
+    kind = gguf.metadata.get("general.type")
+    if kind == "adapter":
+        return MEDIA_ADAPTER
+    if kind in ("projector", "mmproj") or gguf.architecture == "clip":
+        return MEDIA_PROJECTOR
+    return MEDIA_MODEL
+
+
+def _config_of(gguf: GGUFFile) -> dict[str, Any]:
+    family = gguf.architecture or ""
+    return {
+        "model_format": "gguf",
+        "model_family": family,
+        "model_families": [family],
+        "model_type": human_number(gguf.parameter_count),
+        "file_type": gguf.file_type,
+    }
+
+
+async def _detect_template(store: Any, gguf: GGUFFile, build: _Build) -> None:
+    """As Ollama: a GGUF chat template that matches one of Ollama's named templates gets that
+    template (and its stop parameters) as layers; otherwise the Jinja template is used as is."""
+    jinja = gguf.chat_template
+    named = named_template(jinja) if jinja else None
+    if named is None:
+        return
+    layer = await store.add_bytes(named.template.encode(), MEDIA_TEMPLATE)
+    build.add(layer, f"using autodetected template {named.name}")
+    if named.parameters and named.parameters.get("stop"):
+        build.params = {"stop": list(named.parameters["stop"]), **build.params}
+
+
+async def _blob_file(store: Any, digest: str, name: str) -> Path:
+    if not await store.has_blob(digest):
+        raise InvalidRequest(f'blob {digest} for "{name}" not found: upload it with POST /api/blobs/{digest} first')
+    path = store.blob_path(digest)
+    if path is None:
+        raise StoreError("creating models needs a store on the local filesystem")
+    return path
+
+
+async def _read_blob_gguf(store: Any, digest: str, name: str) -> GGUFFile:
+    path = await _blob_file(store, digest, name)
+    with path.open("rb") as file:
+        if file.read(4) != GGUF_MAGIC:
+            raise InvalidRequest(f'"{name}" is not a GGUF file (supplied file was not in GGUF format)')
+    return await anyio.to_thread.run_sync(lambda: read_gguf(path, display_name=name))
+
+
+# -- quantization --------------------------------------------------------------------------------
+
+
+async def _quantize(kernel: Any, wanted: str, build: _Build) -> AsyncIterator[Progress]:
+    quantizer = kernel.quantizer_for(wanted)
+    canonical = wanted.upper()
+    index = next(i for i, layer in enumerate(build.layers) if layer.media_type == MEDIA_MODEL)
+    source = build.layers[index]
+    path = await _blob_file(kernel.store, source.digest, "model")
+    gguf = await anyio.to_thread.run_sync(lambda: read_gguf(path, skip_arrays_longer_than=0))
+    if gguf.file_type == canonical:
+        return
+    if gguf.file_type not in QUANTIZABLE:
+        raise InvalidRequest(f"quantization is only supported for F16, BF16 and F32 models, "
+                             f"this one is {gguf.file_type}")
+    async with temporary_file(path.parent, ".gguf") as output:
+        async for progress in quantizer.quantize(path, output, canonical):
+            yield attrs.evolve(progress, digest=progress.digest or source.digest)
+        yield Progress(status="verifying conversion")
+        quantized = await anyio.to_thread.run_sync(lambda: read_gguf(output, skip_arrays_longer_than=0))
+        layer, status = await add_file(kernel.store, output, MEDIA_MODEL)
+    build.layers[index] = attrs.evolve(layer, from_=source.from_)
+    build.statuses[index] = status
+    build.config = {**build.config, **_config_of(quantized)}
+
+
+class temporary_file:
+    """A fresh ``.tmp-*`` path in ``folder`` (the store sweeps those if a crash leaves one),
+    removed on exit."""
+
+    def __init__(self, folder: Path, suffix: str = "") -> None:
+        self.path = folder / f".tmp-{uuid.uuid4().hex}{suffix}"
+
+    async def __aenter__(self) -> Path:
+        return self.path
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+async def add_file(store: Any, path: Path, media_type: str) -> tuple[Layer, str]:
+    """Store a local file as a blob; the layer and its ``creating``/``using existing`` status."""
+
+    def sha256() -> str:
+        hasher = hashlib.sha256()
+        with path.open("rb") as file:
+            while chunk := file.read(1 << 20):
+                hasher.update(chunk)
+        return "sha256:" + hasher.hexdigest()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async with await anyio.open_file(path, "rb") as file:
+            while chunk := await file.read(1 << 20):
+                yield chunk
+
+    digest = await anyio.to_thread.run_sync(sha256)
+    if await store.has_blob(digest):
+        return Layer(media_type=media_type, digest=digest, size=path.stat().st_size), f"using existing layer {digest}"
+    digest, size = await store.add_blob(chunks(), digest)
+    return Layer(media_type=media_type, digest=digest, size=size), f"creating new layer {digest}"
+
+
+async def _add_text(store: Any, build: _Build, data: bytes, media_type: str) -> None:
+    layer = await _add_bytes(store, data, media_type)
+    build.add(*layer)
+
+
+async def _add_json(store: Any, build: _Build, value: Any, media_type: str) -> None:
+    layer = await _add_bytes(store, gojson.dumps(value).encode(), media_type)
+    build.add(*layer)
+
+
+async def _add_bytes(store: Any, data: bytes, media_type: str) -> tuple[Layer, str]:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    existed = await store.has_blob(digest)
+    layer = await store.add_bytes(data, media_type)
+    return layer, f"{'using existing' if existed else 'creating new'} layer {layer.digest}"
