@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -359,3 +360,50 @@ def test_run_against_a_remote_host_that_does_not_answer(clean_env: dict[str, str
     result = run_corral("run", "smol0", "hi", env={**clean_env, "OLLAMA_HOST": "http://192.0.2.1:9"})
     assert result.returncode == 1
     assert result.stderr.startswith("Error: could not connect to corral server at http://192.0.2.1:9"), result.stderr
+
+
+# A model the server does not have is pulled first
+
+
+@pytest.fixture
+def registry(tmp_path: Path, smollm2_gguf: Path) -> Iterator[Any]:
+    from registry_support import publish_smollm2
+
+    registry, _manifest = publish_smollm2(tmp_path, smollm2_gguf)
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def empty_server_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A user's environment whose OLLAMA_HOST is a server with an empty store."""
+    from registry_support import corral_env
+
+    env = corral_env(clean_environ(tmp_path / "home"), tmp_path / "empty-models")
+    with running_server(env) as url:
+        yield {**env, "OLLAMA_HOST": url.removeprefix("http://")}
+
+
+def test_run_pulls_a_missing_model_then_answers(empty_server_env: dict[str, str], registry: Any) -> None:
+    name = f"{registry.host}/library/smol"
+    result = run_corral("run", "--insecure", name, "Say hi.", env=empty_server_env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    progress = result.stderr.splitlines()
+    assert progress[0] == "pulling manifest" and progress[-1] == "success", result.stderr
+    assert result.stdout.strip() and result.stdout.endswith("\n\n")  # the answer, on stdout alone
+    assert run_corral("list", env=empty_server_env).stdout.count(name) == 1
+
+    missing = run_corral("run", "--insecure", f"{registry.host}/library/nothing", "hi", env=empty_server_env,
+                         timeout=120)
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines()[-1] == "Error: pull model manifest: file does not exist", missing.stderr
+
+
+def test_chat_pulls_a_missing_model_with_progress_bars(terminal: Callable[..., Terminal],
+                                                       empty_server_env: dict[str, str], registry: Any) -> None:
+    term = terminal("--insecure", f"{registry.host}/library/smol", environ=empty_server_env)
+    screen = term.ready()
+    assert "pulling manifest" in screen and "success" in screen, screen
+    assert re.search(r"98\.\d/98\.\d MB", screen), screen  # rich's bar for the model layer
+    term.line("/bye")
+    term.wait_for("[corral exited 0]")

@@ -186,49 +186,14 @@ def show_or_pull(client: Any, name: str, *, insecure: bool) -> dict[str, Any]:
 
 
 def pull_with_progress(client: Any, name: str, *, insecure: bool) -> None:
-    """Pull through ``POST /api/pull``: a line per status and a percentage per layer on stderr."""
-    from .human import human_bytes
-    from .render import Spinner, is_terminal
+    """Pull through ``POST /api/pull`` with ``corral pull``'s progress, drawn on stderr as
+    Ollama draws it there: stdout is kept for the answer."""
+    from contextlib import redirect_stdout
 
-    live = is_terminal(sys.stderr)
-    status = ""
-    spinner: Spinner | None = None
-    drawn_digest = ""
-    try:
-        for update in client.stream("POST", "/api/pull", {"model": name, "insecure": insecure}):
-            digest = str(update.get("digest") or "")
-            if digest:
-                completed, total = int(update.get("completed") or 0), int(update.get("total") or 0)
-                if completed == 0 or not live:
-                    continue
-                if spinner is not None:
-                    spinner.stop()
-                    spinner = None
-                short = digest.removeprefix("sha256:")[:12]
-                percent = int(completed * 100 / total) if total else 0
-                sys.stderr.write(f"\r\033[Kpulling {short}: {percent:3d}% "
-                                 f"{human_bytes(completed)}/{human_bytes(total)}")
-                sys.stderr.flush()
-                drawn_digest = digest
-            elif update.get("status") and update["status"] != status:
-                if spinner is not None:
-                    spinner.stop()
-                if drawn_digest:
-                    sys.stderr.write("\n")
-                    drawn_digest = ""
-                status = str(update["status"])
-                if live:
-                    sys.stderr.write(f"{status}\n")
-                    spinner = Spinner(err=sys.stderr)
-                    spinner.start()
-                else:
-                    sys.stderr.write(f"{status}\n")
-                sys.stderr.flush()
-    finally:
-        if spinner is not None:
-            spinner.stop()
-        if drawn_digest:
-            sys.stderr.write("\n")
+    from .transfer_commands import show_progress
+
+    with redirect_stdout(sys.stderr):
+        show_progress(client.stream("POST", "/api/pull", {"model": name, "insecure": insecure}))
 
 
 def load_model(client: Any, opts: RunOptions) -> None:
