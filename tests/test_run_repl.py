@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from ollama_store import ollama_model
-from servers import SMOL_PARAMS, SMOL_TEMPLATE, running_server, store_with_smollm2
+from servers import SMOL_PARAMS, SMOL_TEMPLATE, THINKING_TEMPLATE, running_server, store_with_smollm2
 from support import clean_environ, run_corral
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
@@ -38,6 +38,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Path:
     ollama_model(root, ("registry.ollama.ai", "library", "smol0", "latest"), smollm2_gguf.read_bytes(),
                  template=SMOL_TEMPLATE, params=GREEDY, system="You are a helpful assistant.",
                  model_type="134.52M", file_type="Q4_1")
+    ollama_model(root, ("registry.ollama.ai", "library", "smol-think", "latest"), smollm2_gguf.read_bytes(),
+                 template=THINKING_TEMPLATE, params=GREEDY, model_type="134.52M", file_type="Q4_1")
     return root
 
 
@@ -76,12 +78,12 @@ def answer_of(api: httpx.Client, messages: list[dict[str, str]], **options: obje
     return response.json()["message"]["content"]
 
 
-def generated(api: httpx.Client, prompt: str) -> str:
+def generated(api: httpx.Client, prompt: str, model: str = "smol0", **fields: object) -> str:
     """``/api/generate``'s answer, asked twice for the reason given in :func:`answer_of`."""
     for _ in range(2):
-        response = api.post("/api/generate", json={"model": "smol0", "prompt": prompt, "stream": False})
+        response = api.post("/api/generate", json={"model": model, "prompt": prompt, "stream": False, **fields})
         assert response.status_code == 200, response.text
-    return response.json()["response"]
+    return response.json()["thinking" if fields.get("think") else "response"]
 
 
 def words(text: str) -> str:
@@ -342,12 +344,26 @@ def test_stdin_comes_before_the_prompt_arguments(env: dict[str, str], api: httpx
                      result.stderr, re.M), result.stderr
 
 
+def test_thinking_is_shown_hidden_or_off(env: dict[str, str], api: httpx.Client) -> None:
+    thinking = generated(api, "Why is the sky blue?", "smol-think", think=True)
+    assert thinking
+    # A model that can think thinks by default; a pipe gets the plain markers.
+    result = run_corral("run", "smol-think", "Why is the sky blue?", env=env, timeout=300)
+    assert (result.returncode, result.stdout) == (0, "Thinking...\n" + thinking + "\n\n"), result.stderr
+    hidden = run_corral("run", "smol-think", "--hidethinking", "Why is the sky blue?", env=env, timeout=300)
+    assert (hidden.returncode, hidden.stdout) == (0, "\n\n"), hidden.stderr
+    plain = generated(api, "Why is the sky blue?", "smol-think", think=False)
+    off = run_corral("run", "smol-think", "--think=false", "Why is the sky blue?", env=env, timeout=300)
+    assert (off.returncode, off.stdout) == (0, plain + "\n\n"), off.stderr
+
+
 def test_run_errors(env: dict[str, str]) -> None:
     for args, message in [
-        (("smol0", "--think", "loudly", "hi"), 'Error: invalid value for --think: "loudly" '
+        (("smol0", "--think=loudly", "hi"), 'Error: invalid value for --think: "loudly" '
                                                "(must be true, false, high, medium, low, or max)"),
         (("smol0", "--keepalive", "5", "hi"), 'Error: time: missing unit in duration "5"'),
         (("smol0", "--format", "xml", "hi"), 'Error: invalid value for --format: "xml" (use json or a JSON schema)'),
+        (("smol0", "--think", "hi"), 'Error: "smol0" does not support thinking'),
     ]:
         result = run_corral("run", *args, env=env)
         assert (result.returncode, result.stderr.strip()) == (1, message), result.stderr

@@ -46,12 +46,22 @@ class RunOptions:
                             options=dict(self.options))
 
 
-@click.command("run", epilog=EPILOG)
+class RunCommand(click.Command):
+    """``--think`` alone means ``--think=true`` and never takes the next word as its value
+    (cobra's NoOptDefVal): ``corral run m --think "a prompt"``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        args = [("--think=true" if arg == "--think" and index < end else arg) for index, arg in enumerate(args)]
+        return super().parse_args(ctx, args)
+
+
+@click.command("run", cls=RunCommand, epilog=EPILOG)
 @click.argument("model")
 @click.argument("prompt", nargs=-1)
 @click.option("--format", "format_", default="", metavar="FORMAT", help="Response format (e.g. json).")
 @click.option("--keepalive", default=None, metavar="DURATION", help="Duration to keep a model loaded (e.g. 5m).")
-@click.option("--think", default=None, is_flag=False, flag_value="true", metavar="[true|false|high|medium|low]",
+@click.option("--think", default=None, metavar="[=true|false|high|medium|low]",
               help="Enable thinking mode: true/false or high/medium/low for supported models.")
 @click.option("--hidethinking", is_flag=True, help="Hide thinking output (if provided).")
 @click.option("--verbose", is_flag=True, help="Show timings for response.")
