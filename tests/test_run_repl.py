@@ -279,6 +279,9 @@ def test_set_system_and_wrapping_to_the_terminal(terminal: Callable[..., Termina
         if len(upper) > 80 and lower[:1].isalpha():
             assert f"{upper.split()[-1]} {lower.split()[0]}" in words(expected)
     assert term.send("/show system") == "You are a pirate. Answer at length.\n\n"
+    assert term.send("/set verbose") == "Set 'verbose' mode.\n"
+    timed = term.send("Thanks.")
+    assert re.search(r"\n\ntotal duration: +\S+\n(.*\n)*eval rate: +[\d.]+ tokens/s\n$", timed), timed
     term.line("/bye")
     term.wait_for("[corral exited 0]")
 

@@ -299,7 +299,7 @@ class Answer:
 def stream_answer(client: Any, path: str, body: dict[str, Any], opts: RunOptions) -> Answer | None:
     """Stream a generate or chat answer to stdout: spinner until the first piece, thinking in
     grey, word wrap. Ctrl+C closes the stream (the server stops generating) and returns None."""
-    from .render import Spinner, WordWrapper, is_terminal, thinking_closing, thinking_opening
+    from .render import DEFAULT, Spinner, WordWrapper, is_terminal, thinking_closing, thinking_opening
 
     out = sys.stdout
     plain = not is_terminal(out)
@@ -342,7 +342,7 @@ def stream_answer(client: Any, path: str, body: dict[str, Any], opts: RunOptions
         stream.close()
         spinner.stop()
         if not plain:
-            out.write("\n")
+            out.write((DEFAULT if thinking_open else "") + "\n")
             out.flush()
         return None
     finally:
