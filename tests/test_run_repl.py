@@ -426,3 +426,39 @@ def test_chat_pulls_a_missing_model_with_progress_bars(terminal: Callable[..., T
     assert re.search(r"98\.\d/98\.\d MB", screen), screen  # rich's bar for the model layer
     term.line("/bye")
     term.wait_for("[corral exited 0]")
+
+
+# /save
+
+
+def test_save_keeps_the_session_in_a_new_model(terminal: Callable[..., Terminal], env: dict[str, str],
+                                               api: httpx.Client) -> None:
+    if api.post("/api/create", json={}).status_code == 404:
+        pytest.skip("this server has no POST /api/create")
+    term = terminal("smol0")
+    term.ready()
+    term.send("/set system You are terse.")
+    term.send("/set parameter num_ctx 2048")
+    term.send("/set parameter stop END STOP")
+    answer = term.send("Hello!")
+    assert term.send("/save smol-saved") == "Created new model 'smol-saved'\n"
+    assert term.send("/save bad:name:here") == "error: The model name 'bad:name:here' is invalid\n"
+    term.line("/bye")
+    term.wait_for("[corral exited 0]")
+
+    modelfile = run_corral("show", "smol-saved", "--modelfile", env=env)
+    assert modelfile.returncode == 0, modelfile.stderr
+    assert "\nSYSTEM You are terse.\n" in modelfile.stdout or '\nSYSTEM """You are terse."""\n' in modelfile.stdout
+    assert "\nPARAMETER num_ctx 2048\n" in modelfile.stdout
+    assert '\nPARAMETER stop END\nPARAMETER stop STOP\n' in modelfile.stdout or \
+        '\nPARAMETER stop "END"\nPARAMETER stop "STOP"\n' in modelfile.stdout, modelfile.stdout
+    assert "\nMESSAGE user Hello!\n" in modelfile.stdout or '\nMESSAGE user "Hello!"\n' in modelfile.stdout
+    assert "MESSAGE assistant" in modelfile.stdout
+    assert "num_ctx" in run_corral("show", "smol-saved", "--parameters", env=env).stdout
+
+    # `corral run` of the saved model replays its conversation before the prompt.
+    again = terminal("smol-saved")
+    screen = again.ready()
+    assert ">>> Hello!\n" in screen and words(answer) in words(screen), screen
+    again.line("/bye")
+    again.wait_for("[corral exited 0]")
