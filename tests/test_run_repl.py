@@ -462,3 +462,27 @@ def test_save_keeps_the_session_in_a_new_model(terminal: Callable[..., Terminal]
     assert ">>> Hello!\n" in screen and words(answer) in words(screen), screen
     again.line("/bye")
     again.wait_for("[corral exited 0]")
+
+
+# Embedding models
+
+
+def test_run_of_an_embedding_model_prints_the_vector(env: dict[str, str], store: Path, api: httpx.Client,
+                                                     minilm_folder: Path, tmp_path: Path) -> None:
+    import json
+
+    from corral.convert import convert_checkpoint
+
+    gguf = tmp_path / "minilm.gguf"
+    convert_checkpoint(minilm_folder, gguf)
+    ollama_model(store, ("registry.ollama.ai", "library", "minilm", "latest"), gguf.read_bytes(),
+                 family="bert", model_type="22.57M", file_type="F16")
+    result = run_corral("run", "minilm", "hello world", env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    expected = api.post("/api/embed", json={"model": "minilm", "input": "hello world"}).json()["embeddings"][0]
+    assert json.loads(result.stdout) == pytest.approx(expected, abs=1e-6) and len(expected) == 384
+    short = run_corral("run", "minilm", "--dimensions", "8", "hello world", env=env, timeout=300)
+    assert len(json.loads(short.stdout)) == 8, short.stderr
+    empty = run_corral("run", "minilm", env=env, input="", timeout=300)
+    assert (empty.returncode, empty.stderr) == (
+        1, 'Error: embedding models require input text. Usage: corral run minilm "your text here"\n')
