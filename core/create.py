@@ -10,8 +10,12 @@ on the way are unreferenced and pruned later.
 from __future__ import annotations
 
 import hashlib
+import os
+import queue
+import tempfile
+import threading
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +74,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Parameter values by name, converted to their option types; unknown names are a 400."""
     checked: dict[str, Any] = {}
     for name, value in parameters.items():
-        if name in option_rules.RETIRED:
+        if value is None or name in option_rules.RETIRED:
             continue
         if name not in option_rules.OPTION_TYPES:
             raise InvalidRequest(f"unknown parameter '{name}'")
@@ -144,10 +148,18 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
         _check_digest(digest)
     if len(request.adapters) > 1:
         raise InvalidRequest("only one adapter is currently supported")
+    # The cheap checks come first, so that bad input fails before any conversion or quantization.
+    parameters = check_parameters(request.parameters)
+    messages = check_messages(request.messages)
+    if request.template:
+        PromptTemplate.parse(request.template)  # TemplateError (400) when it does not parse
+    if request.quantize:
+        kernel.quantizer_for(request.quantize)
 
     build = _Build()
     if request.from_:
-        await _from_model(store, request.from_, build)
+        async for progress in _from_model(kernel, request.from_, build):
+            yield progress
     elif request.files:
         async for progress in _from_files(kernel, request.files, build, detect_template=request.template is None):
             yield progress
@@ -167,8 +179,7 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
         async for progress in _quantize(kernel, request.quantize, build):
             yield progress
 
-    if request.template is not None and request.template != "":
-        PromptTemplate.parse(request.template)  # TemplateError (400) when it does not parse
+    if request.template:
         build.drop(MEDIA_TEMPLATE, MEDIA_PROMPT)
         await _add_text(store, build, request.template.encode(), MEDIA_TEMPLATE)
     if request.system:
@@ -177,13 +188,13 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
     for text in request.license:
         if text:
             await _add_text(store, build, text.encode(), MEDIA_LICENSE)
-    params = {**build.params, **check_parameters(request.parameters)}
+    params = {**build.params, **parameters}
     if params:
         build.drop(MEDIA_PARAMS)
         await _add_json(store, build, params, MEDIA_PARAMS)
-    if request.messages:
+    if messages:
         build.drop(MEDIA_MESSAGES)
-        await _add_json(store, build, list(check_messages(request.messages)), MEDIA_MESSAGES)
+        await _add_json(store, build, list(messages), MEDIA_MESSAGES)
 
     if not any(layer.media_type == MEDIA_MODEL for layer in build.layers):
         raise InvalidRequest("the model has no weights: FROM must name a model or a GGUF or safetensors file")
@@ -204,15 +215,22 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
 # -- sources of weights --------------------------------------------------------------------------
 
 
-async def _from_model(store: Any, name: str, build: _Build) -> None:
+async def _from_model(kernel: Any, name: str, build: _Build) -> AsyncIterator[Progress]:
+    """Reuse the layers of model ``name``; as Ollama does, a model not in the store is pulled
+    first (by the source that owns its name)."""
     if _is_digest(name):
         raise InvalidRequest(f'"{name}" is a blob digest: send it in "files" instead of "from"')
+    store = kernel.store
     try:
-        info = await store.get(name)
+        ref = parse_reference(name)
     except InvalidName:
         raise InvalidRequest("invalid model name") from None
+    try:
+        info = await store.get(ref)
     except ModelNotFound:
-        raise ModelNotFound(name, f"model '{name}' not found") from None
+        async for progress in kernel.source_for(name).pull(ref):
+            yield progress
+        info = await store.get(ref)
     source = info.ref.display
     params: dict[str, Any] = {}
     for layer in info.manifest.layers:
@@ -265,8 +283,73 @@ async def _from_files(kernel: Any, files: Mapping[str, str], build: _Build, *,
 
 async def _from_safetensors(kernel: Any, files: Mapping[str, str], build: _Build, *,
                             detect_template: bool) -> AsyncIterator[Progress]:
-    raise InvalidRequest("creating a model from safetensors files is not supported yet")
-    yield Progress(status="")  # pragma: no cover - makes this an async generator
+    """Convert a safetensors checkpoint (its blobs linked into a work folder under their names)
+    to an F16 GGUF in a worker thread, and store that as the model layer."""
+    from .convert import convert_checkpoint
+
+    store = kernel.store
+    paths = {name: await _blob_file(store, digest, name) for name, digest in files.items()}
+    models_folder = next(iter(paths.values())).parent.parent
+    with tempfile.TemporaryDirectory(prefix=".tmp-create-", dir=models_folder) as work:
+        folder = Path(work) / "checkpoint"
+        for name, path in paths.items():
+            link = folder / name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(path, link)
+        output = Path(work) / "model.gguf"
+        yield Progress(status="converting model")
+        async for progress in _in_thread(lambda report: convert_checkpoint(folder, output, progress=report)):
+            yield progress
+        gguf = await anyio.to_thread.run_sync(lambda: read_gguf(output))
+        layer, status = await add_file(store, output, MEDIA_MODEL)
+    build.add(layer, status)
+    build.config = _config_of(gguf)
+    if detect_template:
+        await _detect_template(store, gguf, build)
+
+
+class _Abandoned(Exception):
+    """Raised in a worker thread's progress callback once nobody waits for its result."""
+
+
+async def _in_thread(work: Callable[[Callable[[Progress], None]], None]) -> AsyncIterator[Progress]:
+    """Run ``work(report)`` in a thread, yielding what it reports. Closing the iterator early
+    makes the next ``report`` raise in the thread, which stops it."""
+    updates: queue.SimpleQueue[Progress | None] = queue.SimpleQueue()
+    abandoned = threading.Event()
+    failure: list[BaseException] = []
+
+    def report(progress: Progress) -> None:
+        if abandoned.is_set():
+            raise _Abandoned()
+        updates.put(progress)
+
+    def target() -> None:
+        try:
+            work(report)
+        except BaseException as error:  # re-raised in the event loop below
+            failure.append(error)
+        finally:
+            updates.put(None)
+
+    thread = threading.Thread(target=target, name="corral-create", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = updates.get_nowait()
+            except queue.Empty:
+                await anyio.sleep(0.05)
+                continue
+            if item is None:
+                break
+            yield item
+    finally:
+        abandoned.set()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(thread.join)
+    if failure and not isinstance(failure[0], _Abandoned):
+        raise failure[0]
 
 
 def _gguf_media_type(gguf: GGUFFile) -> str:

@@ -34,9 +34,13 @@ def parse_go_duration(text: str) -> float:
     while position < len(text):
         match = _PART.match(text, position)
         if match is None:
-            unitless = re.fullmatch(r"\d+\.?\d*|\.\d+", text[position:])
-            reason = "missing unit in duration" if unitless else "invalid duration"
-            raise ValueError(f'time: {reason} "{original}"')
+            number = re.match(r"\d+\.?\d*|\.\d+", text[position:])
+            if number is None:
+                raise ValueError(f'time: invalid duration "{original}"')
+            unit = re.match(r"[^.0-9]*", text[position + number.end():]).group()
+            if not unit:
+                raise ValueError(f'time: missing unit in duration "{original}"')
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{original}"')
         total += float(match.group(1)) * _UNITS[match.group(2)]
         position = match.end()
     return sign * total

@@ -24,6 +24,7 @@ BUNDLED_PLUGINS: tuple[str, ...] = (
     "corral.plugins.cli.commands",
     "corral.plugins.server",
     "corral.plugins.runtime_llamacpp",
+    "corral.plugins.openai",
 )
 
 

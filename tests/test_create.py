@@ -11,9 +11,11 @@ import pytest
 
 from corral import gojson
 from corral.create import CreateRequest, create_model
-from corral.errors import CorralError, InvalidRequest, ModelNotFound, TemplateError
+from corral import SourceSpec, hookimpl
+from corral.errors import CorralError, InvalidRequest, PullError, TemplateError
 from corral.kernel import Kernel
 from corral.types import (
+    Progress,
     MEDIA_MESSAGES,
     MEDIA_MODEL,
     MEDIA_PARAMS,
@@ -109,7 +111,6 @@ def test_a_template_replaces_the_detected_one(kernel_with_blob: Any) -> None:
 
 @pytest.mark.parametrize(("request_fields", "error", "message"), [
     ({}, InvalidRequest, "neither 'from' or 'files' was specified"),
-    ({"from_": "nothere"}, ModelNotFound, "model 'nothere' not found"),
     ({"files": {"../m.gguf": "DIGEST"}}, InvalidRequest, "file path must be relative"),
     ({"files": {"m.gguf": "sha256:abc"}}, InvalidRequest, "invalid digest format"),
     ({"files": {"m.gguf": "sha256:" + "0" * 64}}, InvalidRequest, "upload it with POST /api/blobs"),
@@ -157,3 +158,51 @@ def test_config_blob_is_go_json(kernel_with_blob: Any) -> None:
     raw = anyio.run(kernel.store.read_blob_bytes, info.manifest.config.digest)
     assert raw.decode() == gojson.dumps(info.config)
     assert info.config["rootfs"]["diff_ids"] == [layer.digest for layer in info.manifest.layers]
+
+
+class HubPlugin:
+    """A model source for names under ``hub.example/``: it "pulls" by storing the SmolLM2 blob
+    as that model, or fails for names containing "missing"."""
+
+    def __init__(self, gguf: Path) -> None:
+        self.gguf = gguf
+
+    @hookimpl
+    def register_sources(self, settings: Any) -> list[SourceSpec]:
+        return [SourceSpec(name="hub", factory=lambda kernel: HubSource(kernel, self.gguf))]
+
+    @hookimpl
+    def resolve_reference(self, reference: str, settings: Any) -> str | None:
+        return "hub" if reference.startswith("hub.example/") else None
+
+
+class HubSource:
+    name = "hub"
+
+    def __init__(self, kernel: Kernel, gguf: Path) -> None:
+        self.kernel, self.gguf = kernel, gguf
+
+    async def pull(self, ref: Any, *, insecure: bool = False):
+        yield Progress(status="pulling manifest")
+        if "missing" in ref.model:
+            raise PullError("pull model manifest: file does not exist")
+        digest = await add_file(self.kernel, self.gguf)
+        async for progress in create_model(self.kernel, CreateRequest(model=str(ref), files={"m.gguf": digest},
+                                                                      system="From the hub.")):
+            yield progress
+
+
+def test_a_from_model_not_in_the_store_is_pulled_first(tmp_path: Path, smollm2_gguf: Path) -> None:
+    kernel = Kernel.create({"OLLAMA_MODELS": str(tmp_path / "models"), "HOME": str(tmp_path)},
+                           load_entry_points=False, plugins=(HubPlugin(smollm2_gguf),))
+    statuses = create(kernel, CreateRequest(model="mine", from_="hub.example/library/smol", parameters={"top_k": 2}))
+    assert statuses[0] == "pulling manifest"
+    assert statuses[-2:] == ["writing manifest", "success"]
+    names = {info.name for info in anyio.run(kernel.store.list)}
+    assert names == {"mine:latest", "hub.example/library/smol:latest"}
+    parts = anyio.run(kernel.store.parts, anyio.run(kernel.store.get, "mine"))
+    assert parts.system == "From the hub." and parts.params["top_k"] == 2
+
+    with pytest.raises(PullError, match="pull model manifest: file does not exist"):
+        create(kernel, CreateRequest(model="other", from_="hub.example/library/missing"))
+    assert {info.name for info in anyio.run(kernel.store.list)} == names

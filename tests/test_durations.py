@@ -17,9 +17,9 @@ def test_go_durations(text: str, seconds: float) -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("10", 'time: missing unit in duration "10"'),
     ("", 'time: invalid duration ""'),
-    ("5 minutes", 'time: invalid duration "5 minutes"'),
+    ("5 minutes", 'time: unknown unit " minutes" in duration "5 minutes"'),
     ("m", 'time: invalid duration "m"'),
-    ("1d", 'time: invalid duration "1d"'),
+    ("1d", 'time: unknown unit "d" in duration "1d"'),
 ])
 def test_bad_go_durations(text: str, message: str) -> None:
     with pytest.raises(ValueError) as error:

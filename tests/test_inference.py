@@ -400,17 +400,20 @@ def ollama_store_models(store: Path) -> list[dict]:
 
 def test_stream_interval_joins_tokens_without_changing_the_text(server_env: dict[str, str]) -> None:
     request = {"model": "smol", "prompt": COUNTING, "raw": True, "options": {**GREEDY, "num_predict": 60}}
-    texts, counts = [], []
+    texts, counts, seconds = [], [], []
     for interval in ("0", "1000"):
         with running_server({**server_env, "CORRAL_STREAM_INTERVAL_MS": interval}) as url:
+            started = time.monotonic()
             with HTTP.stream("POST", f"{url}/api/generate", json=request) as response:
                 chunks = lines(response)
+            seconds.append(time.monotonic() - started)
         texts.append("".join(chunk["response"] for chunk in chunks))
         counts.append(len(chunks) - 1)
         assert chunks[-1]["eval_count"] == 60
     assert texts[0] == texts[1]
     assert counts[0] >= 55  # one chunk per token (a token may end inside a character)
-    assert counts[1] <= 3  # the first token at once, then one chunk per second at most
+    # The first token at once, then one chunk per second at most (a busy machine decodes slowly).
+    assert counts[1] <= 2 + int(seconds[1])
 
 
 def test_bad_stream_interval_is_a_config_error(clean_env: dict[str, str]) -> None:

@@ -95,7 +95,7 @@ def test_debug_levels(tmp_path: Path, value: str, level: int) -> None:
     ({"OLLAMA_HOST": "ftp://x"}, "OLLAMA_HOST='ftp://x': unsupported scheme 'ftp'"),
     ({"OLLAMA_PORT": "70000"}, "OLLAMA_PORT='70000': port out of range 0-65535"),
     ({"OLLAMA_PORT": "abc"}, "OLLAMA_PORT='abc': port is not a number"),
-    ({"OLLAMA_KEEP_ALIVE": "5 minutes"}, "OLLAMA_KEEP_ALIVE='5 minutes': time: invalid duration \"5 minutes\""),
+    ({"OLLAMA_KEEP_ALIVE": "5 minutes"}, "OLLAMA_KEEP_ALIVE='5 minutes': time: unknown unit \" minutes\" in duration \"5 minutes\""),
     ({"OLLAMA_KEEP_ALIVE": "10x"}, "OLLAMA_KEEP_ALIVE='10x'"),
     ({"OLLAMA_NUM_PARALLEL": "two"}, "OLLAMA_NUM_PARALLEL='two': expected a whole number"),
     ({"OLLAMA_NUM_PARALLEL": "0"}, "OLLAMA_NUM_PARALLEL='0': must be at least 1"),

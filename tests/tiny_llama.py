@@ -70,3 +70,26 @@ def write_tiny_llama(path: Path, tokenizer_source: Path, *, dtype: str = "f16", 
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_tiny_lora(path: Path, *, rank: int = 4, scale: float = 0.5, seed: int = 1) -> Path:
+    """A LoRA adapter GGUF (llama.cpp's layout) for the attention queries and values of the tiny llama."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_string("general.type", "adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", float(rank))
+    head_dim = EMBED // HEADS
+    outputs = {"attn_q": EMBED, "attn_v": KV_HEADS * head_dim}
+    for block in range(BLOCKS):
+        for name, rows in outputs.items():
+            prefix = f"blk.{block}.{name}.weight"
+            writer.add_tensor(prefix + ".lora_a", (rng.standard_normal((rank, EMBED)) * scale).astype(np.float32))
+            writer.add_tensor(prefix + ".lora_b", (rng.standard_normal((rows, rank)) * scale).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

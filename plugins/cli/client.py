@@ -184,6 +184,26 @@ class Client:
     def get(self, path: str) -> Any:
         return self.request("GET", path)
 
+    def has_blob(self, digest: str) -> bool:
+        """``HEAD /api/blobs/<digest>``: whether the server already holds the blob."""
+        response = self._send("HEAD", f"/api/blobs/{digest}")
+        if response.status_code >= 400 and response.status_code != 404:
+            raise ServerError(f"{response.status_code} {response.reason_phrase}", response.status_code)
+        return response.status_code < 400
+
+    def upload_blob(self, digest: str, chunks: Iterator[bytes]) -> None:
+        """``POST /api/blobs/<digest>`` with the streamed bytes."""
+        import httpx
+
+        try:
+            response = self._client().post(f"/api/blobs/{digest}", content=chunks)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise ConnectionFailed(self._unreachable(error)) from None
+        except httpx.TransportError as error:
+            raise CorralError(f"lost the connection to the server at {self.url}: {_reason(error)}") from None
+        if response.status_code >= 400:
+            raise ServerError(_message(response), response.status_code)
+
     def post(self, path: str, body: Any) -> Any:
         return self.request("POST", path, body)
 

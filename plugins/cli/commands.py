@@ -11,6 +11,7 @@ import click
 
 from corral import hookimpl
 
+from .create_command import create_command, quantize_command
 from .model_commands import cp_command, list_command, ps_command, rm_command, show_command, stop_command
 from .run_command import run_command
 from .table import columns
@@ -22,6 +23,8 @@ def register_commands(cli: click.Group) -> None:
     cli.add_command(config_command)
     cli.add_command(plugins_command)
     cli.add_command(run_command)
+    cli.add_command(create_command)
+    cli.add_command(quantize_command)
     for command in (list_command, show_command, cp_command, rm_command, ps_command, stop_command,
                     pull_command, push_command):
         cli.add_command(command)

@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,10 @@ class LlamaCppQuantizer:
         temporary = dst.parent / f".tmp-{uuid.uuid4().hex}.gguf"
         process = await anyio.open_process(
             [sys.executable, "-m", WORKER_MODULE, str(src), str(temporary), kind],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         errors: list[str] = []
+        other: deque[str] = deque(maxlen=3)  # the last lines that were not ours, for an error message
         try:
             yield Progress(status=status, total=total, completed=0)
             stdout = BufferedByteReceiveStream(process.stdout)  # type: ignore[arg-type]
@@ -66,7 +68,14 @@ class LlamaCppQuantizer:
                     line = await stdout.receive_until(b"\n", 1 << 20)
                 except (anyio.EndOfStream, anyio.IncompleteRead):
                     break
-                message = json.loads(line)
+                try:
+                    message = json.loads(line)
+                    if not isinstance(message, dict):
+                        raise ValueError("not one of ours")
+                except ValueError:
+                    if line.strip():
+                        other.append(line.decode("utf-8", "replace").strip())
+                    continue
                 if "tensor" in message:
                     if current is not None:
                         done_bytes += sizes.get(current, 0)
@@ -76,8 +85,7 @@ class LlamaCppQuantizer:
                     errors.append(message["error"])
             code = await process.wait()
             if code != 0 or not temporary.is_file():
-                stderr = (await _read_all(process.stderr)).strip().splitlines()
-                reason = "; ".join(errors or stderr[-3:]) or f"exit code {code}"
+                reason = "; ".join(errors or other) or f"exit code {code}"
                 raise RuntimeFailure(f"llama.cpp could not quantize {src.name}: {reason}")
             yield Progress(status=status, total=total, completed=total)
             os.replace(temporary, dst)
@@ -87,18 +95,6 @@ class LlamaCppQuantizer:
                 with anyio.CancelScope(shield=True):
                     await process.wait()
             temporary.unlink(missing_ok=True)
-
-
-async def _read_all(stream: Any) -> str:
-    import anyio
-
-    chunks = []
-    try:
-        while True:
-            chunks.append(await stream.receive())
-    except (anyio.EndOfStream, anyio.ClosedResourceError):
-        pass
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def main() -> None:

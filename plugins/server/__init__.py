@@ -26,9 +26,9 @@ def register_commands(cli: Any) -> None:
 
 @hookimpl
 def register_blueprints(kernel: Any) -> list[Any]:
-    from . import inference_api, ollama_api, transfer_api
+    from . import create_api, inference_api, ollama_api, transfer_api
 
-    return [ollama_api.blueprint, inference_api.blueprint, transfer_api.blueprint]
+    return [ollama_api.blueprint, inference_api.blueprint, transfer_api.blueprint, create_api.blueprint]
 
 
 @hookimpl

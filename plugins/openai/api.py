@@ -1,0 +1,239 @@
+"""The /v1 blueprint: chat completions, completions, embeddings and models in OpenAI's shapes.
+
+Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with Ollama's status; a
+failure after a stream has started is one more ``data: {"error": ...}`` event, which OpenAI's
+clients raise as an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from quart import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from corral import gojson
+from corral.errors import CorralError, InvalidName, InvalidRequest, ModelNotFound
+from corral.inference import Reply
+from corral.names import parse_reference
+
+from . import responses
+from .requests import Streaming, chat_request, completion_request, embed_request
+
+log = logging.getLogger("corral.openai")
+
+blueprint = Blueprint("openai", __name__, url_prefix="/v1")
+
+JSON_TYPE = "application/json"
+SSE_TYPE = "text/event-stream"
+
+
+def kernel() -> Any:
+    return current_app.extensions["corral.kernel"]
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(gojson.dumps(value) + "\n", status=status, content_type=JSON_TYPE)
+
+
+@blueprint.errorhandler(CorralError)
+async def corral_error(error: CorralError) -> Response:
+    return json_response(responses.error_body(error.message, error.status), error.status)
+
+
+@blueprint.errorhandler(Exception)
+async def unexpected(error: Exception) -> Any:
+    if isinstance(error, HTTPException):
+        status = error.code or 500
+        return json_response(responses.error_body(error.description or error.name, status), status)
+    log.exception("%s %s failed", request.method, request.path)
+    return json_response(responses.error_body(f"internal error: {type(error).__name__}: {error}", 500), 500)
+
+
+async def read_body(struct: str) -> dict[str, Any]:
+    raw = await request.get_data()
+    if not raw or not raw.strip():
+        raise InvalidRequest("EOF")
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidRequest("invalid JSON: the body is not UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise InvalidRequest(f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        kind = {list: "array", str: "string", bool: "bool", int: "number", float: "number"}.get(type(value), "value")
+        raise InvalidRequest(f"json: cannot unmarshal {kind} into Go value of type openai.{struct}")
+    return value
+
+
+def check_model(name: str, *, empty_status: int) -> str:
+    if not name:
+        if empty_status == 404:
+            raise ModelNotFound("", "model '' not found")
+        raise InvalidRequest("model is required")
+    try:
+        parse_reference(name)
+    except InvalidName:
+        raise InvalidRequest("invalid model name") from None
+    return name
+
+
+async def first_reply(replies: AsyncGenerator[Reply, None], model: str) -> Reply:
+    """The first reply, so that errors before any output get their own status."""
+    try:
+        return await replies.__anext__()
+    except BaseException as error:
+        await replies.aclose()
+        if isinstance(error, ModelNotFound):
+            raise ModelNotFound(model, f"model '{model}' not found") from None
+        raise
+
+
+def combined(first: Reply, rest: list[Reply]) -> Reply:
+    replies = [first, *rest]
+    last = replies[-1]
+    return Reply(text="".join(r.text for r in replies), thinking="".join(r.thinking for r in replies),
+                 tool_calls=tuple(call for r in replies for call in r.tool_calls), done=True,
+                 done_reason=last.done_reason, metrics=last.metrics)
+
+
+def event_stream(events: AsyncGenerator[dict[str, Any], None]) -> Response:
+    """Server-sent events ``data: {...}`` ending with ``data: [DONE]``; shutdown and late errors
+    end the stream with an error event, as the NDJSON streams end with an error line."""
+    streams = current_app.extensions["corral.streams"]
+
+    def frame(value: Any) -> bytes:
+        return f"data: {gojson.dumps(value)}\n\n".encode()
+
+    async def body() -> AsyncIterator[bytes]:
+        streams.count += 1
+        try:
+            async for event in events:
+                if streams.stopping:
+                    yield frame(responses.error_body("the server is shutting down", 500))
+                    return
+                yield frame(event)
+            yield b"data: [DONE]\n\n"
+        except CorralError as error:
+            yield frame(responses.error_body(error.message, error.status))
+        except Exception as error:  # a fault mid-stream still ends the stream with a readable event
+            log.exception("stream failed")
+            yield frame(responses.error_body(str(error) or type(error).__name__, 500))
+        finally:
+            streams.count -= 1
+            await events.aclose()
+
+    response = Response(body(), content_type=SSE_TYPE)
+    response.timeout = None
+    return response
+
+
+@blueprint.route("/chat/completions", methods=["POST"])
+async def chat_completions() -> Response:
+    chat, streaming = chat_request(await read_body("ChatCompletionRequest"))
+    model = check_model(chat.model, empty_status=400)
+    id_ = f"chatcmpl-{random.randrange(999)}"
+    replies = kernel().inference.chat(chat)
+    first = await first_reply(replies, model)
+    created = int(time.time())
+    if not streaming.stream:
+        async with aclosing(replies):
+            rest = [reply async for reply in replies]
+        return json_response(responses.chat_completion(id_, model, created, combined(first, rest)))
+    return event_stream(_chat_events(id_, model, created, first, replies, streaming))
+
+
+async def _chat_events(id_: str, model: str, created: int, first: Reply, replies: AsyncGenerator[Reply, None],
+                       streaming: Streaming) -> AsyncGenerator[dict[str, Any], None]:
+    sent = tool_call_sent = False
+    async with aclosing(replies):
+        reply: Reply | None = first
+        while reply is not None:
+            # the last reply only carries the metrics: no empty content chunk for it, unless it is the only one
+            trailer = reply.done and sent and not (reply.text or reply.thinking or reply.tool_calls)
+            if not trailer:
+                for chunk in responses.stream_chunks(id_, model, created, reply, include_role=not sent):
+                    tool_call_sent = tool_call_sent or "tool_calls" in chunk["choices"][0]["delta"]
+                    yield chunk
+                sent = True
+            if reply.done:
+                finish = responses.finish_chunk(id_, model, created, reply, tool_call_sent=tool_call_sent)
+                yield finish
+                if streaming.include_usage:
+                    yield responses.usage_chunk(finish, reply)
+                return
+            reply = await anext(replies, None)
+
+
+@blueprint.route("/completions", methods=["POST"])
+async def completions() -> Response:
+    generate, streaming = completion_request(await read_body("CompletionRequest"))
+    model = check_model(generate.model, empty_status=404)
+    id_ = f"cmpl-{random.randrange(999)}"
+    replies = kernel().inference.generate(generate)
+    first = await first_reply(replies, model)
+    if not streaming.stream:
+        async with aclosing(replies):
+            rest = [reply async for reply in replies]
+        return json_response(responses.completion(id_, model, int(time.time()), combined(first, rest)))
+    return event_stream(_completion_events(id_, model, first, replies, streaming))
+
+
+async def _completion_events(id_: str, model: str, first: Reply, replies: AsyncGenerator[Reply, None],
+                             streaming: Streaming) -> AsyncGenerator[dict[str, Any], None]:
+    async with aclosing(replies):
+        reply: Reply | None = first
+        while reply is not None:
+            chunk = responses.completion_chunk(id_, model, int(time.time()), reply)
+            if streaming.include_usage:
+                chunk["usage"] = responses.usage(None)  # Ollama puts zeros on every chunk, the counts on the last
+            yield chunk
+            if reply.done:
+                if streaming.include_usage:
+                    yield {**chunk, "choices": [], "usage": responses.usage(reply.metrics)}
+                return
+            reply = await anext(replies, None)
+
+
+@blueprint.route("/embeddings", methods=["POST"])
+async def embeddings() -> Response:
+    embed, encoding = embed_request(await read_body("EmbedRequest"))
+    model = check_model(embed.model, empty_status=404)
+    try:
+        result = await kernel().inference.embed(embed)
+    except ModelNotFound:
+        raise ModelNotFound(model, f"model '{model}' not found") from None
+    return json_response(responses.embedding_list(model, result.vectors, result.prompt_tokens, encoding))
+
+
+def _owner(name: str) -> str:
+    try:
+        return parse_reference(name).namespace
+    except InvalidName:
+        return ""
+
+
+@blueprint.route("/models", methods=["GET"])
+async def list_models() -> Response:
+    models = await kernel().store.list()
+    data = [responses.model_object(info.name, int(info.modified_at.timestamp()), _owner(info.name)) for info in models]
+    return json_response({"object": "list", "data": data})
+
+
+@blueprint.route("/models/<path:name>", methods=["GET"])
+async def retrieve_model(name: str) -> Response:
+    check_model(name, empty_status=404)
+    try:
+        info = await kernel().store.get(name)
+    except ModelNotFound:
+        raise ModelNotFound(name, f"model '{name}' not found") from None
+    return json_response(responses.model_object(name, int(info.modified_at.timestamp()), _owner(name)))
+
