@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from ollama_store import ollama_model
 from servers import SMOL_PARAMS, SMOL_TEMPLATE, THINKING_TEMPLATE, running_server, store_with_smollm2
 from support import clean_environ, run_corral
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
+pytestmark = pytest.mark.slow  # and the chat tests need tmux (.ci/run installs it)
 
 GREEDY = {**SMOL_PARAMS, "temperature": 0, "seed": 7, "num_predict": 24}
 WAIT = 180.0
