@@ -482,3 +482,29 @@ def test_run_of_an_embedding_model_prints_the_vector(env: dict[str, str], store:
     empty = run_corral("run", "minilm", env=env, input="", timeout=300)
     assert (empty.returncode, empty.stderr) == (
         1, 'Error: embedding models require input text. Usage: corral run minilm "your text here"\n')
+
+
+# Pieces that match Ollama's Go exactly
+
+
+def test_durations_print_as_go_prints_them() -> None:
+    from corral.plugins.cli.render import go_duration
+
+    assert [go_duration(ns) for ns in (0, 999, 1500, 500_000, 12_345_678, 1_500_000_000, 61_000_000_000,
+                                       3_661_500_000_000, 3_600_000_000_000)] == \
+        ["0s", "999ns", "1.5µs", "500µs", "12.345678ms", "1.5s", "1m1s", "1h1m1.5s", "1h0m0s"]
+
+
+def test_parameters_are_typed_as_ollama_types_them() -> None:
+    from corral.plugins.cli.repl import ParameterError, parse_parameter
+
+    assert parse_parameter("num_ctx", ["4096"]) == 4096
+    assert parse_parameter("temperature", ["0.5"]) == 0.5
+    assert parse_parameter("use_mmap", ["F"]) is False
+    assert parse_parameter("stop", ["<|im_end|>", "###"]) == ["<|im_end|>", "###"]
+    for name, values, message in [("num_ctx", ["4k"], "invalid int value [4k]"),
+                                  ("top_p", ["high"], "invalid float value [high]"),
+                                  ("use_mmap", ["yes"], "invalid bool value [yes]"),
+                                  ("colour", ["red"], "unknown parameter 'colour'")]:
+        with pytest.raises(ParameterError, match=re.escape(message)):
+            parse_parameter(name, values)
