@@ -335,7 +335,8 @@ def test_every_model_command_has_help_with_an_example(clean_env: dict[str, str])
     overview = run_corral("--help", env=clean_env).stdout
     for name, summary in [("list", "List models."), ("show", "Show information for a model."),
                           ("cp", "Copy a model."), ("rm", "Remove a model."),
-                          ("ps", "List running models."), ("stop", "Stop a running model.")]:
+                          ("ps", "List running models."), ("stop", "Stop a running model."),
+                          ("run", "Run a model.")]:
         assert re.search(rf"^  {name} +{re.escape(summary)}$", overview, re.M), name
         result = run_corral(name, "--help", env=clean_env)
         assert result.returncode == 0

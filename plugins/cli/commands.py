@@ -14,6 +14,7 @@ from corral import hookimpl
 from .convert_command import convert_command
 from .create_command import create_command, quantize_command
 from .model_commands import cp_command, list_command, ps_command, rm_command, show_command, stop_command
+from .run_command import run_command
 from .table import columns
 from .transfer_commands import pull_command, push_command
 
@@ -22,6 +23,7 @@ from .transfer_commands import pull_command, push_command
 def register_commands(cli: click.Group) -> None:
     cli.add_command(config_command)
     cli.add_command(plugins_command)
+    cli.add_command(run_command)
     cli.add_command(convert_command)
     cli.add_command(create_command)
     cli.add_command(quantize_command)
