@@ -29,6 +29,8 @@ from corral.errors import CorralError, ModelNotFound, PullError
 from corral.names import ModelRef
 from corral.types import MEDIA_TYPE_MANIFEST
 
+from .transport import failure_reason
+
 log = logging.getLogger("corral.registry")
 
 T = TypeVar("T")
@@ -88,22 +90,6 @@ def http_client(settings: TransferSettings) -> httpx.Client:
 
 def user_agent() -> str:
     return f"ollama/{__version__} (corral; {sys.platform}) Python/{sys.version.split()[0]}"
-
-
-def reason(error: BaseException) -> str:
-    """A short reason for a transport failure, from the innermost OS error when there is one."""
-    import socket
-
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, socket.gaierror):
-            return "host not found"
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror[:1].lower() + cause.strerror[1:]
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(error, httpx.TimeoutException):
-        return "timed out"
-    return str(error) or type(error).__name__
 
 
 def parse_challenge(header: str) -> dict[str, str]:
@@ -191,7 +177,7 @@ class Registry:
             try:
                 response = self.http.get(url)
             except httpx.TransportError as error:
-                raise RegistryError(f"getting a registry token: {reason(error)}") from None
+                raise RegistryError(f"getting a registry token: {failure_reason(error)}") from None
             if response.status_code >= 400:
                 raise RegistryError(f"{response.status_code}: {_error_body(response)}", response.status_code)
             try:
@@ -222,7 +208,7 @@ class Registry:
                 if progress is not None and progress() > before:
                     failures = 0
                 failures += 1
-                text = error.message if isinstance(error, CorralError) else reason(error)
+                text = error.message if isinstance(error, CorralError) else failure_reason(error)
                 if failures > (self.settings.retries if retries is None else retries):
                     raise PullError(f"{what}: max retries exceeded: {text}") from None
                 delay = self.settings.backoff * 2 ** (failures - 1)
@@ -254,7 +240,7 @@ class Registry:
         try:
             return self.retrying("pull model manifest", fetch, retries=min(2, self.settings.retries))
         except httpx.TransportError as error:  # pragma: no cover - retrying wraps these
-            raise PullError(f"pull model manifest: {reason(error)}") from None
+            raise PullError(f"pull model manifest: {failure_reason(error)}") from None
 
     def blob_location(self, digest: str) -> str:
         """Where the blob's bytes are: the registry answers a blob GET with a redirect to its CDN

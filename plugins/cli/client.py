@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError
+from corral.plugins.transport import failure_reason
 
 START_TIMEOUT = 30.0
 """Seconds to wait for an autostarted server to answer."""
@@ -142,7 +143,7 @@ class Client:
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             raise ConnectionFailed(self._unreachable(error)) from None
         except httpx.TransportError as error:
-            raise CorralError(f"lost the connection to the server at {self.url}: {_reason(error)}") from None
+            raise CorralError(f"lost the connection to the server at {self.url}: {failure_reason(error)}") from None
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """One JSON request; the decoded JSON answer, or None for an empty body."""
@@ -177,7 +178,7 @@ class Client:
                     raise ServerError(str(item["error"]), response.status_code)
                 yield item
         except httpx.TransportError as error:
-            raise CorralError(f"lost the connection to the server at {self.url}: {_reason(error)}") from None
+            raise CorralError(f"lost the connection to the server at {self.url}: {failure_reason(error)}") from None
         finally:
             response.close()
 
@@ -200,7 +201,7 @@ class Client:
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             raise ConnectionFailed(self._unreachable(error)) from None
         except httpx.TransportError as error:
-            raise CorralError(f"lost the connection to the server at {self.url}: {_reason(error)}") from None
+            raise CorralError(f"lost the connection to the server at {self.url}: {failure_reason(error)}") from None
         if response.status_code >= 400:
             raise ServerError(_message(response), response.status_code)
 
@@ -231,7 +232,7 @@ class Client:
         self._start_server()
 
     def _unreachable(self, error: Exception) -> str:
-        return (f"could not connect to corral server at {self.url} ({_reason(error)}), "
+        return (f"could not connect to corral server at {self.url} ({failure_reason(error)}), "
                 f"run 'corral serve' to start it")
 
     def _start_server(self) -> None:
@@ -282,22 +283,6 @@ def _last_line(log: Path) -> str:
     except OSError:
         return ""
     return f" (last log line: {lines[-1].strip()})" if lines and not lines[-1].startswith("--- ") else ""
-
-
-def _reason(error: Exception) -> str:
-    """A short reason for a transport error, from the innermost OS error when there is one."""
-    import socket
-
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, socket.gaierror):
-            return "host not found"
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror[:1].lower() + cause.strerror[1:]
-        cause = cause.__cause__ or cause.__context__
-    if "timeout" in type(error).__name__.lower():
-        return "timed out"
-    return str(error) or type(error).__name__
 
 
 def _version() -> str:
