@@ -193,7 +193,7 @@ def test_models_list_and_retrieve(client: openai.OpenAI, url: str) -> None:
                for model in models)
     model = client.models.retrieve("smol")
     assert (model.id, model.object, model.owned_by) == ("smol", "model", "library")
-    assert client.models.retrieve("smol:latest").created == models[0].created
+    assert client.models.retrieve("smol:latest").created == next(m.created for m in models if m.id == "smol:latest")
     with pytest.raises(openai.NotFoundError) as error:
         client.models.retrieve("nothere")
     assert error.value.status_code == 404

@@ -7,7 +7,6 @@ clients raise as an error.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -19,10 +18,11 @@ from quart import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from corral import gojson
-from corral.errors import CorralError, InvalidName, InvalidRequest, ModelNotFound
+from corral.errors import CorralError, InvalidName, ModelNotFound
 from corral.inference import Reply
 from corral.names import parse_reference
 
+from ..server.http import checked_model_name, read_json
 from . import responses
 from .requests import Streaming, chat_request, completion_request, embed_request
 
@@ -54,36 +54,6 @@ async def unexpected(error: Exception) -> Any:
         return json_response(responses.error_body(error.description or error.name, status), status)
     log.exception("%s %s failed", request.method, request.path)
     return json_response(responses.error_body(f"internal error: {type(error).__name__}: {error}", 500), 500)
-
-
-async def read_body(struct: str) -> dict[str, Any]:
-    raw = await request.get_data()
-    if not raw or not raw.strip():
-        raise InvalidRequest("EOF")
-    try:
-        value = json.loads(raw)
-    except UnicodeDecodeError:
-        raise InvalidRequest("invalid JSON: the body is not UTF-8") from None
-    except json.JSONDecodeError as error:
-        raise InvalidRequest(f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        kind = {list: "array", str: "string", bool: "bool", int: "number", float: "number"}.get(type(value), "value")
-        raise InvalidRequest(f"json: cannot unmarshal {kind} into Go value of type openai.{struct}")
-    return value
-
-
-def check_model(name: str, *, empty_status: int) -> str:
-    if not name:
-        if empty_status == 404:
-            raise ModelNotFound("", "model '' not found")
-        raise InvalidRequest("model is required")
-    try:
-        parse_reference(name)
-    except InvalidName:
-        raise InvalidRequest("invalid model name") from None
-    return name
 
 
 async def first_reply(replies: AsyncGenerator[Reply, None], model: str) -> Reply:
@@ -138,8 +108,8 @@ def event_stream(events: AsyncGenerator[dict[str, Any], None]) -> Response:
 
 @blueprint.route("/chat/completions", methods=["POST"])
 async def chat_completions() -> Response:
-    chat, streaming = chat_request(await read_body("ChatCompletionRequest"))
-    model = check_model(chat.model, empty_status=400)
+    chat, streaming = chat_request(await read_json("openai.ChatCompletionRequest", empty="EOF"))
+    model = checked_model_name(chat.model, empty_status=400)
     id_ = f"chatcmpl-{random.randrange(999)}"
     replies = kernel().inference.chat(chat)
     first = await first_reply(replies, model)
@@ -175,8 +145,8 @@ async def _chat_events(id_: str, model: str, created: int, first: Reply, replies
 
 @blueprint.route("/completions", methods=["POST"])
 async def completions() -> Response:
-    generate, streaming = completion_request(await read_body("CompletionRequest"))
-    model = check_model(generate.model, empty_status=404)
+    generate, streaming = completion_request(await read_json("openai.CompletionRequest", empty="EOF"))
+    model = checked_model_name(generate.model, empty_status=404)
     id_ = f"cmpl-{random.randrange(999)}"
     replies = kernel().inference.generate(generate)
     first = await first_reply(replies, model)
@@ -205,8 +175,8 @@ async def _completion_events(id_: str, model: str, first: Reply, replies: AsyncG
 
 @blueprint.route("/embeddings", methods=["POST"])
 async def embeddings() -> Response:
-    embed, encoding = embed_request(await read_body("EmbedRequest"))
-    model = check_model(embed.model, empty_status=404)
+    embed, encoding = embed_request(await read_json("openai.EmbedRequest", empty="EOF"))
+    model = checked_model_name(embed.model, empty_status=404)
     try:
         result = await kernel().inference.embed(embed)
     except ModelNotFound:
@@ -230,7 +200,7 @@ async def list_models() -> Response:
 
 @blueprint.route("/models/<path:name>", methods=["GET"])
 async def retrieve_model(name: str) -> Response:
-    check_model(name, empty_status=404)
+    checked_model_name(name, empty_status=404)
     try:
         info = await kernel().store.get(name)
     except ModelNotFound:

@@ -13,7 +13,8 @@ from typing import Any
 from quart import Response, current_app, request
 
 from corral import gojson
-from corral.errors import CorralError, InvalidRequest
+from corral.errors import CorralError, InvalidName, InvalidRequest, ModelNotFound
+from corral.names import parse_reference
 from corral.types import Progress
 
 log = logging.getLogger("corral.server")
@@ -46,15 +47,16 @@ def empty_response(status: int = 200) -> Response:
     return Response(b"", status=status)
 
 
-async def read_json(struct: str) -> dict[str, Any]:
+async def read_json(struct: str, *, empty: str = "missing request body") -> dict[str, Any]:
     """The request body as a JSON object, whatever the Content-Type says, as Ollama binds it.
 
-    Empty body: ``missing request body``; ``null``: an empty request; not an object: Go's
-    "cannot unmarshal" message naming ``struct`` (e.g. ``api.ShowRequest``).
+    Empty body: ``empty`` (Ollama's API says ``missing request body``, its /v1 ``EOF``); ``null``:
+    an empty request; not an object: Go's "cannot unmarshal" message naming ``struct`` (e.g.
+    ``api.ShowRequest``).
     """
     raw = await request.get_data()
     if not raw or not raw.strip():
-        raise InvalidRequest("missing request body")
+        raise InvalidRequest(empty)
     try:
         value = json.loads(raw)
     except UnicodeDecodeError:
@@ -66,6 +68,20 @@ async def read_json(struct: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest(f"json: cannot unmarshal {_JSON_KIND.get(type(value), 'value')} into Go value of type {struct}")
     return value
+
+
+def checked_model_name(name: str, *, empty_status: int) -> str:
+    """A request's model name: empty is Ollama's 404 ``model '' not found`` or 400 ``model is
+    required``, depending on the endpoint; unparsable is ``invalid model name``."""
+    if not name:
+        if empty_status == 404:
+            raise ModelNotFound("", "model '' not found")
+        raise InvalidRequest("model is required")
+    try:
+        parse_reference(name)
+    except InvalidName:
+        raise InvalidRequest("invalid model name") from None
+    return name
 
 
 class Fields:

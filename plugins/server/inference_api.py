@@ -12,7 +12,7 @@ from typing import Any
 from quart import Blueprint, Response, current_app
 
 from corral.durations import FOREVER
-from corral.errors import InvalidName, InvalidRequest, ModelNotFound
+from corral.errors import InvalidRequest, ModelNotFound
 from corral.inference import (
     ChatRequest,
     EmbedRequest,
@@ -22,9 +22,8 @@ from corral.inference import (
     check_think,
     parse_keep_alive_value,
 )
-from corral.names import parse_reference
 
-from .http import Fields, json_response, ndjson_stream, now_utc, read_json, rfc3339
+from .http import Fields, checked_model_name, json_response, ndjson_stream, now_utc, read_json, rfc3339
 
 blueprint = Blueprint("ollama_inference", __name__)
 
@@ -33,19 +32,6 @@ GO_FOREVER = dt.timedelta(microseconds=(2**63 - 1) // 1000)
 
 def inference() -> Any:
     return current_app.extensions["corral.kernel"].inference
-
-
-def _model_name(fields: Fields, *, empty_status: int) -> str:
-    name = fields.model()
-    if not name:
-        if empty_status == 404:
-            raise ModelNotFound("", "model '' not found")
-        raise InvalidRequest("model is required")
-    try:
-        parse_reference(name)
-    except InvalidName:
-        raise InvalidRequest("invalid model name") from None
-    return name
 
 
 def _not_found(name: str) -> ModelNotFound:
@@ -156,7 +142,7 @@ async def _respond(replies: AsyncGenerator[Reply, None], shape: Any, model: str,
 @blueprint.route("/api/generate", methods=["POST"])
 async def generate() -> Response:
     fields = Fields(await read_json("api.GenerateRequest"), "GenerateRequest")
-    model = _model_name(fields, empty_status=404)
+    model = checked_model_name(fields.model(), empty_status=404)
     request = GenerateRequest(
         model=model, prompt=fields.string("prompt"), suffix=fields.string("suffix"),
         system=fields.body.get("system") if isinstance(fields.body.get("system"), str) else None,
@@ -171,7 +157,7 @@ async def generate() -> Response:
 @blueprint.route("/api/chat", methods=["POST"])
 async def chat() -> Response:
     fields = Fields(await read_json("api.ChatRequest"), "ChatRequest")
-    model = _model_name(fields, empty_status=400)
+    model = checked_model_name(fields.model(), empty_status=400)
     messages = fields.body.get("messages") or []
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise InvalidRequest("messages must be a list of objects")
@@ -196,7 +182,7 @@ async def chat() -> Response:
 @blueprint.route("/api/embed", methods=["POST"])
 async def embed() -> Response:
     fields = Fields(await read_json("api.EmbedRequest"), "EmbedRequest")
-    model = _model_name(fields, empty_status=404)
+    model = checked_model_name(fields.model(), empty_status=404)
     raw = fields.body.get("input")
     if isinstance(raw, str):
         inputs: tuple[str, ...] = (raw,) if raw else ()
@@ -224,7 +210,7 @@ async def embed() -> Response:
 @blueprint.route("/api/embeddings", methods=["POST"])
 async def embeddings() -> Response:
     fields = Fields(await read_json("api.EmbeddingRequest"), "EmbeddingRequest")
-    model = _model_name(fields, empty_status=400)
+    model = checked_model_name(fields.model(), empty_status=400)
     prompt = fields.string("prompt")
     request = EmbedRequest(model=model, inputs=(prompt,) if prompt else (), normalize=False,
                            options=fields.obj("options") or {},
