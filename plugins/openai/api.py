@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -22,7 +22,7 @@ from corral.errors import CorralError, InvalidName, ModelNotFound
 from corral.inference import Reply
 from corral.names import parse_reference
 
-from ..server.http import checked_model_name, read_json
+from ..server.http import checked_model_name, counted_stream, read_json
 from . import responses
 from .requests import Streaming, chat_request, completion_request, embed_request
 
@@ -78,32 +78,8 @@ def combined(first: Reply, rest: list[Reply]) -> Reply:
 def event_stream(events: AsyncGenerator[dict[str, Any], None]) -> Response:
     """Server-sent events ``data: {...}`` ending with ``data: [DONE]``; shutdown and late errors
     end the stream with an error event, as the NDJSON streams end with an error line."""
-    streams = current_app.extensions["corral.streams"]
-
-    def frame(value: Any) -> bytes:
-        return f"data: {gojson.dumps(value)}\n\n".encode()
-
-    async def body() -> AsyncIterator[bytes]:
-        streams.count += 1
-        try:
-            async for event in events:
-                if streams.stopping:
-                    yield frame(responses.error_body("the server is shutting down", 500))
-                    return
-                yield frame(event)
-            yield b"data: [DONE]\n\n"
-        except CorralError as error:
-            yield frame(responses.error_body(error.message, error.status))
-        except Exception as error:  # a fault mid-stream still ends the stream with a readable event
-            log.exception("stream failed")
-            yield frame(responses.error_body(str(error) or type(error).__name__, 500))
-        finally:
-            streams.count -= 1
-            await events.aclose()
-
-    response = Response(body(), content_type=SSE_TYPE)
-    response.timeout = None
-    return response
+    return counted_stream(events, frame=lambda value: f"data: {gojson.dumps(value)}\n\n".encode(),
+                          failure=responses.error_body, content_type=SSE_TYPE, end=b"data: [DONE]\n\n")
 
 
 @blueprint.route("/chat/completions", methods=["POST"])

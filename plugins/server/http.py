@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from quart import Response, current_app, request
@@ -155,28 +155,44 @@ async def ndjson_stream(items: AsyncGenerator[Mapping[str, Any], None]) -> Respo
     except BaseException:
         await items.aclose()
         raise
+    return counted_stream(items, first=first, frame=_ndjson_line, failure=lambda message, _status: {"error": message},
+                          content_type=NDJSON_TYPE)
 
+
+def _ndjson_line(value: Any) -> bytes:
+    return (gojson.dumps(value) + "\n").encode()
+
+
+def counted_stream(items: AsyncGenerator[Any, None], *, frame: Callable[[Any], bytes],
+                   failure: Callable[[str, int], Any], content_type: str, first: Any = None,
+                   end: bytes = b"") -> Response:
+    """A streamed response that the server's shutdown waits for (``OpenStreams``): each item
+    becomes ``frame(item)``, and shutdown or a late error ends it with ``frame(failure(message,
+    status))``, since the status line has gone out already. ``end`` closes a complete stream."""
     streams: OpenStreams = current_app.extensions["corral.streams"]
 
     async def body() -> AsyncIterator[bytes]:
         streams.count += 1
-        yield (gojson.dumps(first) + "\n").encode()
         try:
+            if first is not None:
+                yield frame(first)
             async for item in items:
                 if streams.stopping:
-                    yield (gojson.dumps({"error": "the server is shutting down"}) + "\n").encode()
+                    yield frame(failure("the server is shutting down", 500))
                     return
-                yield (gojson.dumps(item) + "\n").encode()
+                yield frame(item)
+            if end:
+                yield end
         except CorralError as error:
-            yield (gojson.dumps({"error": error.message}) + "\n").encode()
+            yield frame(failure(error.message, error.status))
         except Exception as error:  # a fault mid-stream still ends the stream with a readable line
             log.exception("stream failed")
-            yield (gojson.dumps({"error": str(error) or type(error).__name__}) + "\n").encode()
+            yield frame(failure(str(error) or type(error).__name__, 500))
         finally:
             streams.count -= 1
             await items.aclose()
 
-    response = Response(body(), content_type=NDJSON_TYPE)
+    response = Response(body(), content_type=content_type)
     response.timeout = None  # a generation or pull may stream for far longer than Quart's 60 s
     return response
 
