@@ -180,9 +180,19 @@ def download(registry: Registry, layer: Layer, partial: object, transfer: Transf
     left = workers
     saved = dict(done_before)
     last_save = time.monotonic()
-    hashed = 0
+    hashed = prefix = 0
+    recorder: threading.Thread | None = None
+
+    def record(moved: list[BlobPart]) -> None:
+        try:
+            partial.save_parts(moved)  # type: ignore[attr-defined]
+        except BaseException as error:
+            errors.append(error)
+            failed.set()
+
     while left:
-        if finished.acquire(timeout=0.02):
+        # no pause while the hash is behind the finished prefix: the hash is the longest job
+        if finished.acquire(timeout=0.02 if hashed >= prefix else 0):
             left -= 1
         contiguous, prefix = progress()
         transfer.completed = sum(done_before.values()) + sum(chunk.done for chunk in chunks)
@@ -190,12 +200,22 @@ def download(registry: Registry, layer: Layer, partial: object, transfer: Transf
             hashed = min(prefix, hashed + HASH_STEP)
             partial.hash_to(hashed)  # type: ignore[attr-defined]
         # Progress is recorded here rather than by the workers: one waiting on a silent socket
-        # cannot, and a restart should lose at most SAVE_EVERY seconds of data.
-        if time.monotonic() - last_save >= SAVE_EVERY or stop() or not left:
+        # cannot, and a restart should lose at most SAVE_EVERY seconds of data. A record flushes
+        # the data first, which takes a while: it runs beside the hashing, the last one in line.
+        final = stop() or not left
+        if time.monotonic() - last_save >= SAVE_EVERY or final:
+            if recorder is not None and (final or not recorder.is_alive()):
+                recorder.join()
+                recorder = None
             moved = [attrs.evolve(part, completed=contiguous[part.index]) for part in parts
                      if contiguous[part.index] != saved[part.index]]
-            if moved:
-                partial.save_parts(moved)  # type: ignore[attr-defined]  # flushes the data first
+            if moved and recorder is None:
+                if final:
+                    partial.save_parts(moved)  # type: ignore[attr-defined]
+                else:
+                    recorder = threading.Thread(target=record, args=(moved,), name="corral-download-record",
+                                                daemon=True)
+                    recorder.start()
                 saved.update({part.index: part.completed for part in moved})
             last_save = time.monotonic()
     if errors:
