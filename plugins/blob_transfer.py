@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ SAVE_EVERY = 0.5
 restart re-fetches at most this much, and the final flush before the commit has little left)."""
 
 READ_CHUNK = 1024 * 1024
+SOCKET_BUFFER = 1024 * 1024
 HASH_STEP = 64 * 1024 * 1024
 CHUNK_SIZE = 16 * 1024 * 1024
 MAX_SLICES = 256
@@ -178,9 +180,19 @@ def download(registry: Registry, layer: Layer, partial: object, transfer: Transf
     left = workers
     saved = dict(done_before)
     last_save = time.monotonic()
-    hashed = 0
+    hashed = prefix = 0
+    recorder: threading.Thread | None = None
+
+    def record(moved: list[BlobPart]) -> None:
+        try:
+            partial.save_parts(moved)  # type: ignore[attr-defined]
+        except BaseException as error:
+            errors.append(error)
+            failed.set()
+
     while left:
-        if finished.acquire(timeout=0.02):
+        # no pause while the hash is behind the finished prefix: the hash is the longest job
+        if finished.acquire(timeout=0.02 if hashed >= prefix else 0):
             left -= 1
         contiguous, prefix = progress()
         transfer.completed = sum(done_before.values()) + sum(chunk.done for chunk in chunks)
@@ -188,12 +200,22 @@ def download(registry: Registry, layer: Layer, partial: object, transfer: Transf
             hashed = min(prefix, hashed + HASH_STEP)
             partial.hash_to(hashed)  # type: ignore[attr-defined]
         # Progress is recorded here rather than by the workers: one waiting on a silent socket
-        # cannot, and a restart should lose at most SAVE_EVERY seconds of data.
-        if time.monotonic() - last_save >= SAVE_EVERY or stop() or not left:
+        # cannot, and a restart should lose at most SAVE_EVERY seconds of data. A record flushes
+        # the data first, which takes a while: it runs beside the hashing, the last one in line.
+        final = stop() or not left
+        if time.monotonic() - last_save >= SAVE_EVERY or final:
+            if recorder is not None and (final or not recorder.is_alive()):
+                recorder.join()
+                recorder = None
             moved = [attrs.evolve(part, completed=contiguous[part.index]) for part in parts
                      if contiguous[part.index] != saved[part.index]]
-            if moved:
-                partial.save_parts(moved)  # type: ignore[attr-defined]  # flushes the data first
+            if moved and recorder is None:
+                if final:
+                    partial.save_parts(moved)  # type: ignore[attr-defined]
+                else:
+                    recorder = threading.Thread(target=record, args=(moved,), name="corral-download-record",
+                                                daemon=True)
+                    recorder.start()
                 saved.update({part.index: part.completed for part in moved})
             last_save = time.monotonic()
     if errors:
@@ -226,6 +248,7 @@ def _fetch_chunk(registry: Registry, url: str, partial: object, chunk: _Chunk, t
                 skip = position  # a server that ignores Range sends the whole blob
             else:
                 raise RegistryError(f"{what}: unexpected answer {response.status_code} to a range request")
+            direct = response.status_code == 206 and response.headers.get("content-length") == str(end - position)
             for data in response.iter_raw():  # as the socket delivers: a drop loses nothing received
                 if stop():  # type: ignore[operator]
                     raise Cancelled()
@@ -241,6 +264,10 @@ def _fetch_chunk(registry: Registry, url: str, partial: object, chunk: _Chunk, t
                 chunk.done += len(data)
                 if chunk.done >= chunk.size:
                     break
+                sock = _plain_socket(response) if direct else None
+                if sock is not None:  # the first data emptied the HTTP parser's buffer: read on directly
+                    _read_socket(registry, sock, partial, chunk, end, stop)
+                    break
         except httpx.TimeoutException:
             raise Retry(f"no data for {registry.settings.stall_timeout:g}s (stalled)") from None
         finally:
@@ -249,6 +276,40 @@ def _fetch_chunk(registry: Registry, url: str, partial: object, chunk: _Chunk, t
             raise Retry("the connection closed before the part was complete")
 
     registry.retrying(what, attempt, progress=lambda: chunk.done)
+
+
+def _plain_socket(response: httpx.Response) -> socket.socket | None:
+    """The TCP socket under a plain-HTTP body, which can be read directly.
+
+    httpx parses the body in 64 KiB pieces and copies each one twice; over loopback that Python
+    work, not the network, limits a download. Reading straight from the socket into a large
+    reusable buffer leaves only the kernel's copy. httpx then sees an unfinished body and closes
+    the connection instead of reusing it, which costs one connect per slice: cheap without TLS,
+    so TLS (and compressed or chunked bodies) keep httpx's reader."""
+    if response.url.scheme != "http" or "content-encoding" in response.headers:
+        return None
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    return sock if type(sock) is socket.socket else None
+
+
+def _read_socket(registry: Registry, sock: socket.socket, partial: object, chunk: _Chunk, end: int,
+                 stop: object) -> None:
+    buffer = memoryview(bytearray(SOCKET_BUFFER))
+    sock.settimeout(registry.settings.stall_timeout)
+    while chunk.done < chunk.size:
+        if stop():  # type: ignore[operator]
+            raise Cancelled()
+        try:
+            got = sock.recv_into(buffer[:min(SOCKET_BUFFER, end - (chunk.offset + chunk.done))])
+        except TimeoutError:
+            raise Retry(f"no data for {registry.settings.stall_timeout:g}s (stalled)") from None
+        except OSError as error:
+            raise Retry(f"the connection failed: {error}") from None
+        if not got:
+            return  # closed early: the caller retries from here
+        partial.write(chunk.offset + chunk.done, buffer[:got])  # type: ignore[attr-defined]
+        chunk.done += got
 
 
 def upload(registry: Registry, layer: Layer, path: Path, transfer: Transfer) -> None:

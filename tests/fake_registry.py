@@ -55,6 +55,8 @@ class FakeRegistry:
     requests: list[dict[str, Any]] = attrs.field(factory=list)
     tokens: set[str] = attrs.field(factory=set)
     require_token: bool = True
+    ignore_ranges: bool = False
+    """answer ranged blob requests with the whole blob (200), as some plain HTTP servers do"""
     uploads: dict[str, bytearray] = attrs.field(factory=dict)
     port: int = 0
     cdn_port: int = 0
@@ -273,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "NOT_FOUND", "no such blob")
         size = file.stat().st_size
         start, end = 0, size - 1
-        ranged = self.headers.get("Range")
+        ranged = None if self.fake.ignore_ranges else self.headers.get("Range")
         if ranged:
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", ranged.strip())
             if not match:
