@@ -237,17 +237,17 @@ def embed(client: Any, opts: RunOptions, *, truncate: bool | None, dimensions: i
     click.echo(json.dumps(embeddings[0], separators=(",", ":")))
 
 
+def _flags(opts: RunOptions) -> dict[str, Any]:
+    """The request fields the command line's flags set: format, keep_alive, think."""
+    fields = {"format": format_field(opts), "keep_alive": opts.keep_alive, "think": opts.think}
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def generate(client: Any, opts: RunOptions) -> None:
     """A one-shot answer through ``/api/generate``, streamed to stdout."""
-    body: dict[str, Any] = {"model": opts.model, "prompt": opts.prompt, "options": opts.options}
+    body: dict[str, Any] = {"model": opts.model, "prompt": opts.prompt, "options": opts.options, **_flags(opts)}
     if opts.system:
         body["system"] = opts.system
-    if (form := format_field(opts)) is not None:
-        body["format"] = form
-    if opts.keep_alive is not None:
-        body["keep_alive"] = opts.keep_alive
-    if opts.think is not None:
-        body["think"] = opts.think
     answer = stream_answer(client, "/api/generate", body, opts)
     if answer is None:
         return
@@ -261,13 +261,7 @@ def generate(client: Any, opts: RunOptions) -> None:
 def chat(client: Any, opts: RunOptions) -> dict[str, Any] | None:
     """One chat turn through ``/api/chat``: the assistant's message, or None when Ctrl+C stopped
     it (then the answer so far is dropped from the conversation, as Ollama does)."""
-    body: dict[str, Any] = {"model": opts.model, "messages": opts.messages, "options": opts.options}
-    if (form := format_field(opts)) is not None:
-        body["format"] = form
-    if opts.keep_alive is not None:
-        body["keep_alive"] = opts.keep_alive
-    if opts.think is not None:
-        body["think"] = opts.think
+    body: dict[str, Any] = {"model": opts.model, "messages": opts.messages, "options": opts.options, **_flags(opts)}
     answer = stream_answer(client, "/api/chat", body, opts)
     if answer is None:
         return None
