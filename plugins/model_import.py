@@ -110,6 +110,21 @@ def checkpoint_files(paths: Iterable[str]) -> list[str]:
                   if (path in top and path.endswith(FOLDER_SUFFIXES)) or (path not in top and path.endswith(".json")))
 
 
+def repository_files(ref: ModelRef, paths: Iterable[str], name: str) -> tuple[list[str], bool]:
+    """What to download from a hub repository, and whether it is a GGUF file: the GGUF the tag
+    asks for (Ollama's choice without one), else a safetensors checkpoint (which has no tags)."""
+    paths = list(paths)
+    ggufs = [path for path in paths if is_model_gguf(path)]
+    if ggufs:
+        return [choose_gguf(ggufs, requested_tag(ref), name)], True
+    chosen = checkpoint_files(paths)
+    if not chosen:
+        raise InvalidRequest(f"{name}: the repository has no GGUF file and no safetensors checkpoint")
+    if requested_tag(ref) is not None:
+        raise ModelNotFound(name, f'{name}: the repository has no GGUF files, so no quantization "{ref.tag}"')
+    return chosen, False
+
+
 def safe_repo_path(path: str) -> bool:
     """A file path from a listing or an archive that stays inside the folder it is unpacked in."""
     parts = PurePosixPath(path).parts

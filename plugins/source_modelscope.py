@@ -99,15 +99,7 @@ class ModelScopeSource:
         async for progress in model_import.in_thread(self._list, ref.repository, name, outcome=listing):
             yield progress
         files: dict[str, RepoFile] = {entry.path: entry for entry in listing.value}
-        ggufs = [path for path in files if model_import.is_model_gguf(path)]
-        if ggufs:
-            chosen = [model_import.choose_gguf(ggufs, model_import.requested_tag(ref), name)]
-        else:
-            chosen = model_import.checkpoint_files(files)
-            if not chosen:
-                raise InvalidRequest(f"{name}: the repository has no GGUF file and no safetensors checkpoint")
-            if model_import.requested_tag(ref) is not None:
-                raise ModelNotFound(name, f'{name}: the repository has no GGUF files, so no quantization "{ref.tag}"')
+        chosen, is_gguf = model_import.repository_files(ref, files, name)
 
         folder = model_import.downloads_dir(self.kernel, "modelscope", ref.namespace, ref.model)
         stored: dict[str, str] = {}
@@ -119,7 +111,7 @@ class ModelScopeSource:
             yield Progress(status="verifying sha256 digest")
             expected = f"sha256:{entry.sha256}" if entry.sha256 else None
             try:
-                stored[PurePosixPath(path).name if ggufs else path] = await model_import.add_file(self.kernel, partial, expected)
+                stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, partial, expected)
             except DigestMismatch as error:
                 raise DigestMismatch(f"{name}: {path}: {error}") from None
             finally:
