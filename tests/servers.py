@@ -52,7 +52,29 @@ THINKING_TEMPLATE = (
     "{{- if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}<|im_end|>\n{{ end }}"
     "<|im_start|>assistant\n{{ if $.Think }}<think>\n{{ end }}"
 )
+WEATHER_TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+WEATHER_CALL_SHAPE = {"type": "object", "properties": {
+    "name": {"enum": ["get_weather"]},
+    "arguments": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+    "required": ["name", "arguments"]}
+"""A tool, and the JSON schema that makes SmolLM2 answer with a call to it (a 135M model needs the help)."""
 SMOL_PARAMS = {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2}
+
+
+def runner_pids(store: Path) -> list[int]:
+    """The llama.cpp runner processes serving models of ``store``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"runtime_llamacpp.runner" in cmdline and str(store).encode() in cmdline:
+                pids.append(int(entry.name))
+    return pids
 
 
 def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] = ("registry.ollama.ai", "library", "smol", "latest"),

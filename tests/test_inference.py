@@ -14,7 +14,8 @@ import httpx
 import ollama
 import pytest
 
-from servers import THINKING_TEMPLATE, TOOLS_TEMPLATE, running_server, store_with_smollm2
+from servers import (THINKING_TEMPLATE, TOOLS_TEMPLATE, WEATHER_CALL_SHAPE, WEATHER_TOOLS, running_server, runner_pids,
+                     store_with_smollm2)
 
 pytestmark = pytest.mark.slow
 
@@ -221,13 +222,7 @@ def tools_server(server_env: dict[str, str], smol_store: Path, smollm2_gguf: Pat
 
 
 def test_tool_calls_come_back_as_objects(tools_server: str) -> None:
-    tools = [{"type": "function", "function": {
-        "name": "get_weather", "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
-    call_shape = {"type": "object", "properties": {
-        "name": {"enum": ["get_weather"]},
-        "arguments": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
-        "required": ["name", "arguments"]}
+    tools, call_shape = WEATHER_TOOLS, WEATHER_CALL_SHAPE
     client = ollama.Client(host=tools_server)
     assert "tools" in client.show("smol-tools").capabilities
     answer = client.chat("smol-tools", [{"role": "user", "content": "What is the weather in Tokyo?"}],
@@ -257,26 +252,13 @@ def test_thinking_is_split_from_content(tools_server: str) -> None:
     assert plain.message.thinking is None and plain.message.content
 
 
-def _runner_pids(store: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"runtime_llamacpp.runner" in cmdline and str(store).encode() in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
 def test_a_runner_that_dies_mid_stream_fails_that_request_and_the_next_works(server: str, smol_store: Path) -> None:
     with HTTP.stream("POST", f"{server}/api/generate", timeout=60, json={
             "model": "smol", "prompt": COUNTING, "raw": True,
             "options": {**GREEDY, "num_predict": 2000}}) as response:
         stream = response.iter_lines()
         assert json.loads(next(stream))["done"] is False
-        for pid in _runner_pids(smol_store):
+        for pid in runner_pids(smol_store):
             os.kill(pid, signal.SIGKILL)
         rest = [json.loads(line) for line in stream if line]
     assert "error" in rest[-1] and "llama runner process has terminated" in rest[-1]["error"]
@@ -387,7 +369,7 @@ def test_shutdown_ends_streams_cleanly_and_stops_runners(server_env: dict[str, s
             rest = [json.loads(line) for line in stream if line]
         assert rest[-1] == {"error": "the server is shutting down"}
         assert process.wait(timeout=30) == 0
-        assert _runner_pids(smol_store) == []
+        assert runner_pids(smol_store) == []
         assert [m["name"] for m in ollama_store_models(smol_store)] == ["smol:latest"]
     finally:
         if process.poll() is None:

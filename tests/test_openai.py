@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from servers import TOOLS_TEMPLATE, running_server, store_with_smollm2
+from servers import TOOLS_TEMPLATE, running_server, runner_pids, store_with_smollm2
 from support import clean_environ
 
 pytestmark = pytest.mark.slow
@@ -255,19 +255,6 @@ def test_client_errors(client: openai.OpenAI) -> None:
     assert error.value.body["message"] == "[] is too short - 'messages'"
 
 
-def _runner_pids(store: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"runtime_llamacpp.runner" in cmdline and str(store).encode() in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
 def test_a_failure_mid_stream_is_an_error_event(client: openai.OpenAI, store: Path) -> None:
     stream = client.chat.completions.create(
         model="smol", stream=True, max_tokens=2000, **GREEDY,
@@ -275,7 +262,7 @@ def test_a_failure_mid_stream_is_an_error_event(client: openai.OpenAI, store: Pa
     with pytest.raises(openai.APIError) as error:
         for index, _chunk in enumerate(stream):
             if index == 1:
-                for pid in _runner_pids(store):
+                for pid in runner_pids(store):
                     os.kill(pid, signal.SIGKILL)
     assert "llama runner process has terminated" in error.value.message
     answer = client.chat.completions.create(model="smol", messages=[{"role": "user", "content": QUESTION}],

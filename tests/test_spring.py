@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import spring_ai as spring
-from servers import TOOLS_TEMPLATE, running_server, store_with_smollm2
+from servers import TOOLS_TEMPLATE, WEATHER_CALL_SHAPE, WEATHER_TOOLS, running_server, store_with_smollm2
 from support import clean_environ
 
 QUESTION = "What is the capital of France?"
@@ -109,13 +109,7 @@ def test_structured_output_schema(url: str) -> None:
 
 @pytest.mark.slow
 def test_tool_calling_round_trip(url: str) -> None:
-    tools = [{"type": "function", "function": {
-        "name": "get_weather", "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
-    call_shape = {"type": "object", "properties": {
-        "name": {"enum": ["get_weather"]},
-        "arguments": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
-        "required": ["name", "arguments"]}
+    tools, call_shape = WEATHER_TOOLS, WEATHER_CALL_SHAPE
     ask = spring.ollama_message("user", "What is the weather in Tokyo?")
     body = spring.ollama_chat_request("smol-tools", [ask], tools=tools, format=call_shape,
                                       options={"temperature": 0.0, "seed": 42, "num_predict": 40})
