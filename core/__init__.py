@@ -27,19 +27,29 @@ from .interfaces import BlobStore, LoadedModel, ModelSource, PartialBlob, Quanti
 from .names import ModelRef, parse_reference, validate_digest
 from .types import (
     BlobPart,
+    BlobsPruned,
     CompletionChunk,
     CompletionRequest,
     Event,
     Layer,
     LoadSpec,
     Manifest,
+    ModelDeleted,
     ModelInfo,
+    ModelLoaded,
+    ModelStored,
+    ModelUnloaded,
     Progress,
     QuantizerSpec,
+    RequestFinished,
+    RunnerStarted,
+    RunnerStopped,
     RuntimeSpec,
     SettingSpec,
     SourceSpec,
     StoreSpec,
+    TransferFinished,
+    TransferProgress,
 )
 
 try:
@@ -48,11 +58,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 __all__ = [
-    "BlobNotFound", "BlobPart", "BlobStore", "CompletionChunk", "CompletionRequest", "ConfigError", "CorralError",
+    "BlobNotFound", "BlobPart", "BlobStore", "BlobsPruned", "CompletionChunk", "CompletionRequest", "ConfigError", "CorralError",
     "DigestMismatch", "Event", "InvalidDigest", "InvalidModelFile", "InvalidName", "InvalidRequest",
-    "Layer", "LoadSpec", "LoadedModel", "Manifest", "ModelInfo", "ModelNotFound", "ModelRef",
-    "ModelSource", "PartialBlob", "PluginError", "Progress", "PullError", "Quantizer", "QuantizerSpec", "Runtime",
-    "RuntimeFailure", "RuntimeSpec",
-    "ServerBusy", "SettingSpec", "SourceSpec", "StoreError", "StoreSpec", "TemplateError",
+    "Layer", "LoadSpec", "LoadedModel", "Manifest", "ModelDeleted", "ModelInfo", "ModelLoaded", "ModelNotFound",
+    "ModelRef", "ModelStored", "ModelUnloaded",
+    "ModelSource", "PartialBlob", "PluginError", "Progress", "PullError", "Quantizer", "QuantizerSpec",
+    "RequestFinished", "RunnerStarted", "RunnerStopped", "Runtime", "RuntimeFailure", "RuntimeSpec",
+    "ServerBusy", "SettingSpec", "SourceSpec", "StoreError", "StoreSpec", "TemplateError", "TransferFinished",
+    "TransferProgress",
     "hookimpl", "hookspec", "parse_reference", "validate_digest",
 ]

@@ -121,9 +121,12 @@ def lifespan(kernel: Kernel) -> AbstractAsyncContextManager[Any] | None:
 
 
 @hookspec
-def on_event(event: Event) -> None:
-    """Observe what happens: models stored, deleted, loaded, pulls progressing, requests done.
+def on_event(event: Event, kernel: Kernel) -> None:
+    """Observe what happens: models stored, deleted, loaded and unloaded, runners started and
+    stopped, pulls and pushes progressing and finished, HTTP requests finished (the event types
+    are the ``Event`` subclasses exported by ``corral``).
 
+    ``kernel`` is the kernel the event happened in (take the parameter only if you need it).
     Called synchronously where the event happens: keep it cheap and never raise (an exception is
     logged and dropped). Never called per token.
     """

@@ -147,8 +147,9 @@ class Kernel:
     def emit(self, event: Event) -> None:
         """Tell every on_event observer; an observer that raises is logged, never propagated."""
         for impl in reversed(self.pm.hook.on_event.get_hookimpls()):
+            kwargs = {"event": event, "kernel": self} if "kernel" in impl.argnames else {"event": event}
             try:
-                impl.function(event=event)
+                impl.function(**kwargs)
             except Exception:
                 log.exception("plugin %s failed in on_event(%s)", impl.plugin_name, event.kind)
 

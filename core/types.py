@@ -305,9 +305,76 @@ class ModelLoaded(Event):
     name: str
     runtime: str
     seconds: float
+    node: str | None = None
+    """Where it runs when the runtime spreads models over machines (e.g. a Ray node's address)."""
 
 
 @attrs.frozen(kw_only=True)
 class ModelUnloaded(Event):
     name: str
     reason: str
+    """``expired``, ``unloaded`` (asked for or evicted), ``runner exited``, ``shutdown``..."""
+
+
+@attrs.frozen(kw_only=True)
+class RunnerStarted(Event):
+    """A runtime started the process (or actor) that serves a model."""
+
+    name: str
+    runtime: str
+    node: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RunnerStopped(Event):
+    """A runner ended: asked to stop (``crashed=False``) or died on its own (``crashed=True``)."""
+
+    name: str
+    runtime: str
+    crashed: bool
+    reason: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class RequestFinished(Event):
+    """One HTTP request answered, whatever its outcome; emitted once, after the last byte.
+
+    ``endpoint`` is the route pattern (``/api/chat``, ``/v1/chat/completions``, ``/api/blobs/{digest}``),
+    never the raw path, so it stays low-cardinality. The inference fields stay zero for requests
+    that ran no model. ``rejected`` names why a request was refused before any work: ``busy``
+    (503 queue full), ``too_large`` (413), ``unauthorized`` (401), ``forbidden`` (403),
+    ``invalid`` (other 4xx); None otherwise.
+    """
+
+    endpoint: str
+    method: str
+    status: int
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    queue_seconds: float = 0.0
+    load_seconds: float = 0.0
+    ttft_seconds: float | None = None
+    total_seconds: float = 0.0
+    rejected: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TransferProgress(Event):
+    """Bytes moved by a pull or push since the last such event for the same transfer (a delta,
+    so observers can add them up); emitted at most a few times a second per transfer."""
+
+    direction: str  # "pull" or "push"
+    model: str
+    bytes: int
+
+
+@attrs.frozen(kw_only=True)
+class TransferFinished(Event):
+    """A pull or push ended: ``error`` is None on success, a short message otherwise."""
+
+    direction: str
+    model: str
+    bytes: int
+    seconds: float
+    error: str | None = None
