@@ -4,7 +4,22 @@ from pathlib import Path
 
 import pytest
 
+from repository_guard import GUARD
 from support import clean_environ
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if GUARD.reads:
+        raise pytest.UsageError("collecting the tests read paths beside the repository: " + "; ".join(GUARD.reads))
+
+
+@pytest.fixture(autouse=True)
+def _reads_stay_in_the_repository():
+    """Fail a test that reads a folder beside the checkout (a fresh clone has none)."""
+    before = len(GUARD.reads)
+    yield
+    if len(GUARD.reads) > before:
+        pytest.fail("the test read paths beside the repository: " + "; ".join(GUARD.reads[before:]))
 
 
 @pytest.fixture

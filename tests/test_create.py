@@ -72,6 +72,10 @@ def test_from_a_gguf_blob_detects_the_template_and_keeps_the_weights(kernel_with
     assert info.details()["family"] == "llama"
     assert info.details()["quantization_level"] == "Q4_1"
     assert info.details()["parameter_size"] == "134.52M"
+    # Ollama records the file name as the weights layer's "from" and shows it as the parent model
+    # (server/create.go: ggufLayers -> NewLayerFromLayer(digest, mediaType, sourceName)).
+    assert info.manifest.layers[0].from_ == "SmolLM2.gguf"
+    assert info.details()["parent_model"] == "SmolLM2.gguf"
     parts = anyio.run(kernel.store.parts, info)
     assert parts.system == "Be brief."
     # The request's stop replaces the named template's; its other values are kept.

@@ -10,7 +10,7 @@ import pytest
 from corral.gotemplate.named import named_template, named_templates
 from corral.gotemplate.ollama import Message, PromptTemplate, PromptValues
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "ollama-templates"
+TESTDATA = Path(__file__).resolve().parent / "data" / "ollama-templates"
 PACKAGE_DATA = Path(__file__).resolve().parents[1] / "core" / "gotemplate" / "named"
 
 HELLO = Message(role="user", content="Hello, how are you?")
@@ -30,7 +30,7 @@ TRAILING_SPACE = {"chatqa.gotmpl", "llama2-chat.gotmpl", "mistral-instruct.gotmp
 TEMPLATES = sorted(p.name for p in TESTDATA.glob("*.gotmpl"))
 
 
-def test_the_shared_testdata_is_there() -> None:
+def test_the_golden_testdata_is_there() -> None:
     assert len(TEMPLATES) == 20
     assert (TESTDATA / "testdata" / "templates.jsonl").is_file()
 

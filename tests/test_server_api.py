@@ -112,7 +112,7 @@ def test_copy_and_delete(server: str, smol_store: Path) -> None:
     ("POST", "/api/copy", {"source": "smol", "destination": "bad name"}, 400, 'destination "bad name" is invalid'),
     ("POST", "/api/copy", {"source": "a/b/c/d", "destination": "x"}, 400, 'source "a/b/c/d" is invalid'),
     ("DELETE", "/api/delete", {"model": "nothere"}, 404, "model 'nothere' not found"),
-    ("DELETE", "/api/delete", {}, 400, "model is required"),
+    ("DELETE", "/api/delete", {}, 400, 'name "" is invalid'),
     ("DELETE", "/api/delete", {"model": "../x"}, 400, 'name "../x" is invalid'),
 ])
 def test_copy_and_delete_errors(server: str, method: str, path: str, body: dict, status: int, message: str) -> None:

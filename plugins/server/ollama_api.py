@@ -93,10 +93,8 @@ async def copy() -> Response:
 async def delete() -> Response:
     fields = Fields(await read_json("api.DeleteRequest"), "DeleteRequest")
     name = fields.model()
-    if not name:
-        raise InvalidRequest("model is required")
     try:
-        parse_reference(name)
+        parse_reference(name)  # an empty name too: Ollama 0.13 answers `name "" is invalid`
     except InvalidName:
         raise InvalidRequest(f'name "{name}" is invalid') from None
     try:
