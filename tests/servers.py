@@ -90,8 +90,9 @@ def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] =
 
 
 @contextmanager
-def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]:
-    """Run ``corral serve`` with ``env``; yield its URL; SIGTERM it and check it exits cleanly."""
+def running_server(env: dict[str, str], *, timeout: float = 30, output: list[str] | None = None) -> Iterator[str]:
+    """Run ``corral serve`` with ``env``; yield its URL; SIGTERM it and check it exits cleanly.
+    The server's log lines are appended to ``output`` as they come, when one is given."""
     port = free_port()
     env = {**env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
     process = subprocess.Popen(
@@ -99,7 +100,7 @@ def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     # Drain the log as it comes: a pipe nobody reads fills up (64 KB) and then blocks the server.
-    lines: list[str] = []
+    lines: list[str] = [] if output is None else output
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
 

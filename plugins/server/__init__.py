@@ -10,6 +10,7 @@ from typing import Any
 from corral import hookimpl
 
 from . import hookspecs as server_hookspecs
+from .logs import log_event
 
 
 @hookimpl
@@ -33,8 +34,13 @@ def register_blueprints(kernel: Any) -> list[Any]:
 
 @hookimpl
 def asgi_wrapper(kernel: Any) -> Any:
-    """The request log outermost (so refusals are logged too), then CORS and the Host check."""
+    """CORS and the Host check (the request log, outside every wrapper, is the app's own)."""
     from .cors import CorsAndHostGuard
-    from .request_log import RequestLog
 
-    return lambda app: RequestLog(CorsAndHostGuard.from_settings(app, kernel.settings), debug=kernel.settings.debug)
+    return lambda app: CorsAndHostGuard.from_settings(app, kernel.settings)
+
+
+@hookimpl
+def on_event(event: Any) -> None:
+    """Every kernel event is a log line (RequestFinished is the request log's own line)."""
+    log_event(event)

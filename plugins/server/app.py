@@ -12,12 +12,14 @@ from werkzeug.exceptions import HTTPException
 from corral.errors import CorralError
 
 from .http import OpenStreams, error_response, log
+from .request_log import RequestLog, Routes
 
 TEXT_TYPE = "text/plain; charset=utf-8"
 
 
 def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
-    """The ASGI application for ``kernel``: the Quart app wrapped in every ``asgi_wrapper``."""
+    """The ASGI application for ``kernel``: the Quart app wrapped in every ``asgi_wrapper``, and
+    the request log around them all (so refusals are logged and counted too)."""
     app = Quart("corral")
     app.extensions["corral.streams"] = streams or OpenStreams()
     app.config.update(
@@ -55,7 +57,7 @@ def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
         if wrap is not None:
             asgi = wrap(asgi)
     logging.getLogger("quart.app").setLevel(logging.CRITICAL)  # errors are logged above, once
-    return asgi
+    return RequestLog(asgi, kernel=kernel, routes=Routes(app.url_map))
 
 
 def kernel_of(app: Quart) -> Any:

@@ -14,16 +14,11 @@ from corral.errors import CorralError
 
 from .app import create_app
 from .http import OpenStreams
+from .logs import configure_logging
 
 log = logging.getLogger("corral.server")
 
 GRACEFUL_SECONDS = 5.0
-
-
-def configure_logging(debug: int) -> None:
-    level = logging.DEBUG if debug else logging.INFO
-    logging.basicConfig(level=level, format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s")
-    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
 
 
 async def serve(kernel: Any) -> None:
@@ -32,7 +27,7 @@ async def serve(kernel: Any) -> None:
     from hypercorn.config import Config
 
     settings = kernel.settings
-    configure_logging(settings.debug)
+    configure_logging(settings.debug, settings.log_format)
     config = Config()
     config.bind = [settings.host.bind]
     for binds in kernel.pm.hook.register_binds(kernel=kernel):
