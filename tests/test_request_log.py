@@ -46,6 +46,7 @@ def record(message: str, *args: object, fields: dict[str, object] | None = None,
     ("line\nbreak\r", '"line\\nbreak\\r"'),
     ("esc\x1b[31m", '"esc\\u001b[31m"'),
     ("nel\x85 ls\u2028 ps\u2029 rtl\u202e zw\u200b", '"nel\\u0085 ls\\u2028 ps\\u2029 rtl\\u202e zw\\u200b"'),
+    ("lone\ud800", '"lone\\ud800"'),
     ("smöl:latest", '"smöl:latest"'),
     (True, "true"), (3, "3"), (0.25, "0.2500"),
 ])

@@ -58,9 +58,14 @@ def register_blueprints(kernel: Any) -> list[Any]:
 
 
 @hookimpl
-def register_binds(kernel: Any) -> list[str]:
+def register_binds(kernel: Any) -> list[Any]:
+    """The metrics port needs no API key: it answers /metrics and nothing else."""
     port = metrics_port(kernel)
-    return [kernel.settings.host.with_port(port).bind] if port else []
+    if not port:
+        return []
+    from corral.plugins.server.http import Bind  # the SDK's frontend toolkit will export it
+
+    return [Bind(kernel.settings.host.with_port(port).bind, requires_key=False)]
 
 
 @hookimpl

@@ -20,12 +20,11 @@ import attrs
 
 from corral import Event, RequestFinished, TransferProgress
 
-LOG_FORMATS = ("logfmt", "json")
-
 _BARE = re.compile(r"[A-Za-z0-9_.,:/@+\-]+")
 # beyond what JSON escapes: C1 controls (NEL among them), Unicode line and paragraph separators,
-# zero-width and bidirectional controls that make a line read differently from what it holds
-_INVISIBLE = re.compile("[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# zero-width and bidirectional controls that make a line read differently from what it holds, and
+# lone surrogates (from a JSON body's "\ud800"), which no encoder would write
+_INVISIBLE = re.compile("[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 events_log = logging.getLogger("corral.events")
 
