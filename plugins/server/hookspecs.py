@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from corral.hookspecs import hookspec
+from corral import hookspec
 
 
 @hookspec

@@ -9,11 +9,10 @@ import logging
 import signal
 from typing import Any
 
-from corral import __version__
-from corral.errors import CorralError
+from corral import CorralError, __version__
+from corral.sdk.http import OpenStreams
 
 from .app import create_app
-from .http import OpenStreams
 
 log = logging.getLogger("corral.server")
 
