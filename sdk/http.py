@@ -2,8 +2,9 @@
 
 Ollama's exact shapes: Go-style JSON, Go's unmarshal errors for wrong field types, RFC 3339
 timestamps, NDJSON streams that turn a late error into a last ``{"error": ...}`` line; OpenAI's
-server-sent events and error objects; and the kernel a request is served by (``kernel()``).
-Streams made here are ended cleanly by the server's shutdown.
+server-sent events and error objects; the kernel a request is served by (``kernel()``); and
+``Bind`` records for the server's ``register_binds`` hook. Streams made here are ended cleanly by
+the server's shutdown.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
+import attrs
 from quart import Response, current_app, request
 
 from corral import gojson
@@ -25,7 +27,7 @@ from corral.names import parse_reference
 from corral.types import Progress
 
 __all__ = [
-    "JSON_TYPE", "KERNEL_KEY", "NDJSON_TYPE", "SSE_TYPE", "STREAMS_KEY", "Fields", "OpenStreams",
+    "JSON_TYPE", "KERNEL_KEY", "NDJSON_TYPE", "SSE_TYPE", "STREAMS_KEY", "Bind", "Fields", "OpenStreams", "bind_port",
     "check_think", "checked_model_name", "counted_stream", "empty_response", "error_response", "go_json",
     "json_response", "kernel", "ndjson_stream", "now_utc", "openai_error", "openai_json_response",
     "parse_keep_alive_value", "progress_json", "progress_response", "read_json", "rfc3339", "sse_stream",
@@ -53,6 +55,31 @@ def kernel() -> Kernel:
 
 _JSON_KIND = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object",
               type(None): "null"}
+
+
+@attrs.frozen
+class Bind:
+    """An address for ``corral serve`` to listen on besides OLLAMA_HOST, from ``register_binds``.
+
+    ``address`` is a Hypercorn bind, ``host:port`` (``[::1]:9090`` for IPv6). With
+    ``requires_key=False``, requests arriving on that port skip the API-key check: the plugin
+    that declares such a bind answers only safe paths there (``/metrics`` on ``metrics.port``).
+    """
+
+    address: str = attrs.field()
+    requires_key: bool = True
+
+    @address.validator
+    def _check_address(self, _attribute: object, value: str) -> None:
+        bind_port(value)
+
+
+def bind_port(address: str) -> int:
+    """The port of a ``host:port`` bind; ValueError for anything else."""
+    _host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"bind {address!r}: expected host:port with a port between 1 and 65535")
+    return int(port)
 
 
 class OpenStreams:
