@@ -8,9 +8,8 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from contextlib import aclosing, contextmanager
-from contextvars import ContextVar
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import aclosing
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -26,122 +25,21 @@ from .gotemplate.ollama import DEFAULT_TEMPLATE, PromptTemplate, PromptValues, m
 from .jinja_template import ChatTemplate
 from .thinking import ThinkingSplitter
 from .toolcalls import ToolCallParser
-from .types import MEDIA_PROJECTOR, CompletionRequest, ModelInfo, ModelParts
+from .types import (
+    MEDIA_PROJECTOR,
+    ChatRequest,
+    CompletionRequest,
+    EmbedRequest,
+    Embeddings,
+    GenerateRequest,
+    Metrics,
+    ModelInfo,
+    ModelParts,
+    Reply,
+)
+from .usage import Usage, current_usage
 
 THINK_LEVELS = ("high", "medium", "low", "max")
-
-
-@attrs.frozen(kw_only=True)
-class Metrics:
-    total_ns: int = 0
-    load_ns: int = 0
-    prompt_tokens: int = 0
-    prompt_ns: int = 0
-    eval_tokens: int = 0
-    eval_ns: int = 0
-
-
-@attrs.define
-class Usage:
-    """The model work done on behalf of one request, filled in by ``Inference`` as it happens.
-
-    Whoever serves the request (the HTTP server's request log) opens one with
-    ``recording_usage()`` around it and reads it at the end; with none open, nothing is recorded.
-    ``model`` is set only once the model was found in the store, so it never holds a name a
-    client made up.
-    """
-
-    model: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    queue_seconds: float = 0.0
-    """waiting for a slot, for room, or for a load another request started"""
-    load_seconds: float = 0.0
-    """loading the model for this request"""
-    first_token_at: float | None = None
-    """``time.perf_counter()`` when the first generated piece arrived from the runtime"""
-
-    def leased(self, lease: Any) -> None:
-        self.queue_seconds += lease.queue_duration_ns / 1e9
-        self.load_seconds += (lease.load_duration_ns - lease.queue_duration_ns) / 1e9
-
-
-_usage: ContextVar[Usage | None] = ContextVar("corral_usage", default=None)
-
-
-@contextmanager
-def recording_usage() -> Iterator[Usage]:
-    """Record the work of every inference call made in this context (and tasks it starts)."""
-    usage = Usage()
-    token = _usage.set(usage)
-    try:
-        yield usage
-    finally:
-        _usage.reset(token)
-
-
-def current_usage() -> Usage:
-    """The open Usage, or a throwaway one when nobody records."""
-    return _usage.get() or Usage()
-
-
-@attrs.frozen(kw_only=True)
-class Reply:
-    """One piece of a streamed answer; the last has ``done=True`` and the metrics."""
-
-    text: str = ""
-    thinking: str = ""
-    tool_calls: tuple[Mapping[str, Any], ...] = ()
-    done: bool = False
-    done_reason: str | None = None
-    context: tuple[int, ...] | None = None
-    metrics: Metrics | None = None
-
-
-@attrs.frozen(kw_only=True)
-class GenerateRequest:
-    model: str
-    prompt: str = ""
-    suffix: str = ""
-    system: str | None = None
-    template: str | None = None
-    context: tuple[int, ...] = ()
-    raw: bool = False
-    format: Any = None
-    images: tuple[bytes, ...] = ()
-    options: Mapping[str, Any] = attrs.field(factory=dict)
-    keep_alive: float | None = None
-    think: bool | str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class ChatRequest:
-    model: str
-    messages: tuple[Mapping[str, Any], ...] = ()
-    tools: tuple[Mapping[str, Any], ...] = ()
-    format: Any = None
-    options: Mapping[str, Any] = attrs.field(factory=dict)
-    keep_alive: float | None = None
-    think: bool | str | None = None
-    truncate: bool = True
-
-
-@attrs.frozen(kw_only=True)
-class EmbedRequest:
-    model: str
-    inputs: tuple[str, ...]
-    truncate: bool = True
-    dimensions: int | None = None
-    options: Mapping[str, Any] = attrs.field(factory=dict)
-    keep_alive: float | None = None
-    normalize: bool = True
-
-
-@attrs.frozen(kw_only=True)
-class Embeddings:
-    vectors: list[list[float]]
-    prompt_tokens: int
-    metrics: Metrics
 
 
 @attrs.frozen(kw_only=True)
@@ -243,6 +141,9 @@ class Inference:
         if isinstance(think, str):
             return True, think, True
         return think, "medium" if think else "", True
+
+    async def capabilities(self, name: str) -> tuple[str, ...]:
+        return (await self.prepare(name)).capabilities
 
     async def unload(self, name: str) -> ModelInfo:
         info = await self.kernel.store.get(name)

@@ -14,8 +14,7 @@ import importlib.util
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from corral import Event, PluginError, SettingSpec, hookimpl
-from corral.settings import parse_port
+from corral import Event, PluginError, SettingSpec, hookimpl, parse_port
 
 if TYPE_CHECKING:
     from .instruments import Instruments
@@ -63,7 +62,7 @@ def register_binds(kernel: Any) -> list[Any]:
     port = metrics_port(kernel)
     if not port:
         return []
-    from corral.plugins.server.http import Bind  # the SDK's frontend toolkit will export it
+    from corral.sdk.http import Bind
 
     return [Bind(kernel.settings.host.with_port(port).bind, requires_key=False)]
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import anyio
 from prometheus_client.exposition import choose_encoder
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
+
+from corral.sdk.http import kernel
 
 from . import instruments_of
 
@@ -19,7 +21,7 @@ NOT_FOUND = b"404 page not found"
 
 @blueprint.route("/metrics", methods=["GET"])
 async def metrics() -> Response:
-    registry = instruments_of(current_app.extensions["corral.kernel"]).registry
+    registry = instruments_of(kernel()).registry
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     # the process collector reads /proc: render off the event loop
     body = await anyio.to_thread.run_sync(encoder, registry)

@@ -105,10 +105,6 @@ class Instruments:
         info = Gauge("corral_build_info", "corral's version and the Python running it; always 1.",
                      ("version", "python"), registry=registry)
         info.labels(__version__, platform.python_version()).set(1)
-        runtimes = Gauge("corral_runtime_info", "The model runtimes this server can load models with; always 1.",
-                         ("runtime",), registry=registry)
-        for name in kernel.runtimes:
-            runtimes.labels(name).set(1)
         return cls(registry)
 
     def observe(self, event: Event) -> None:

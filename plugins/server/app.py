@@ -9,9 +9,9 @@ from typing import Any
 from quart import Quart, request
 from werkzeug.exceptions import HTTPException
 
-from corral.errors import CorralError
+from corral import CorralError
+from corral.sdk.http import KERNEL_KEY, STREAMS_KEY, OpenStreams, error_response, log
 
-from .http import OpenStreams, error_response, log
 from .request_log import RequestLog, Routes
 
 TEXT_TYPE = "text/plain; charset=utf-8"
@@ -21,7 +21,7 @@ def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
     """The ASGI application for ``kernel``: the Quart app wrapped in every ``asgi_wrapper``, and
     the request log around them all (so refusals are logged and counted too)."""
     app = Quart("corral")
-    app.extensions["corral.streams"] = streams or OpenStreams()
+    app.extensions[STREAMS_KEY] = streams or OpenStreams()
     app.config.update(
         RESPONSE_TIMEOUT=None,  # streams end when the generation or pull does
         BODY_TIMEOUT=None,  # blob uploads are gigabytes
@@ -30,7 +30,7 @@ def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
         JSON_SORT_KEYS=False,
     )
     app.url_map.strict_slashes = False
-    app.extensions["corral.kernel"] = kernel
+    app.extensions[KERNEL_KEY] = kernel
     for blueprints in kernel.pm.hook.register_blueprints(kernel=kernel):
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)
@@ -61,4 +61,4 @@ def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
 
 
 def kernel_of(app: Quart) -> Any:
-    return app.extensions["corral.kernel"]
+    return app.extensions[KERNEL_KEY]

@@ -4,7 +4,7 @@
 The line carries method, path, route (``endpoint``), status, duration, client and, when a model
 ran, its name, tokens, queue wait, load time and time to first token; with OLLAMA_DEBUG also the
 user agent and the response size. Inference fills those figures in through
-``corral.inference.recording_usage()``, which this layer opens around the request.
+``corral.recording_usage()``, which this layer opens around the request.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import Any
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
 
-from corral import RequestFinished
-from corral.inference import Usage, recording_usage
+from corral import RequestFinished, Usage, recording_usage
 
 log = logging.getLogger("corral.server.requests")
 
