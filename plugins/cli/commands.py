@@ -60,14 +60,19 @@ def config_command(state: Any, as_json: bool) -> None:
     Example:
       OLLAMA_HOST=0.0.0.0:8080 corral config
     """
+    from corral.settings import SECRET_SETTINGS
+
     kernel = state.kernel()
     settings = kernel.settings
     keys = list(settings.origin_of)
-    values = {key: _shown(settings.value_of(key)) for key in keys}
+    values = {key: _hidden(settings.value_of(key)) if key in SECRET_SETTINGS else _shown(settings.value_of(key))
+              for key in keys}
+    warnings = list(settings.exposure_warnings())
     if as_json:
         report = {
             "config_file": str(settings.config_path) if settings.config_path else None,
             "settings": {key: {"value": values[key], "from": settings.origin_of[key]} for key in keys},
+            "warnings": warnings,
         }
         click.echo(json.dumps(report, indent=2))
         return
@@ -75,6 +80,15 @@ def config_command(state: Any, as_json: bool) -> None:
     rows = [[key, json.dumps(values[key]) if not isinstance(values[key], str) else values[key],
              settings.origin_of[key]] for key in keys]
     click.echo(columns(["KEY", "VALUE", "FROM"], rows))
+    for warning in warnings:
+        click.echo(f"\nWarning: {warning}")
+
+
+def _hidden(value: Any) -> str:
+    """A secret setting as ``corral config`` shows it: whether it is set, never its value."""
+    if isinstance(value, tuple):
+        return f"({len(value)} hidden)" if value else ""
+    return "(hidden)" if value else ""
 
 
 @click.command("plugins")

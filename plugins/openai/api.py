@@ -22,7 +22,7 @@ from corral.errors import CorralError, InvalidName, ModelNotFound
 from corral.inference import Reply
 from corral.names import parse_reference
 
-from ..server.http import checked_model_name, counted_stream, read_json
+from ..server.http import INFERENCE, access, checked_model_name, counted_stream, read_json
 from . import responses
 from .requests import Streaming, chat_request, completion_request, embed_request
 
@@ -83,6 +83,7 @@ def event_stream(events: AsyncGenerator[dict[str, Any], None]) -> Response:
 
 
 @blueprint.route("/chat/completions", methods=["POST"])
+@access(INFERENCE)
 async def chat_completions() -> Response:
     chat, streaming = chat_request(await read_json("openai.ChatCompletionRequest", empty="EOF"))
     model = checked_model_name(chat.model, empty_status=400)
@@ -120,6 +121,7 @@ async def _chat_events(id_: str, model: str, created: int, first: Reply, replies
 
 
 @blueprint.route("/completions", methods=["POST"])
+@access(INFERENCE)
 async def completions() -> Response:
     generate, streaming = completion_request(await read_json("openai.CompletionRequest", empty="EOF"))
     model = checked_model_name(generate.model, empty_status=404)
@@ -150,6 +152,7 @@ async def _completion_events(id_: str, model: str, first: Reply, replies: AsyncG
 
 
 @blueprint.route("/embeddings", methods=["POST"])
+@access(INFERENCE)
 async def embeddings() -> Response:
     embed, encoding = embed_request(await read_json("openai.EmbedRequest", empty="EOF"))
     model = checked_model_name(embed.model, empty_status=404)
@@ -168,6 +171,7 @@ def _owner(name: str) -> str:
 
 
 @blueprint.route("/models", methods=["GET"])
+@access(INFERENCE)
 async def list_models() -> Response:
     models = await kernel().store.list()
     data = [responses.model_object(info.name, int(info.modified_at.timestamp()), _owner(info.name)) for info in models]
@@ -175,6 +179,7 @@ async def list_models() -> Response:
 
 
 @blueprint.route("/models/<path:name>", methods=["GET"])
+@access(INFERENCE)
 async def retrieve_model(name: str) -> Response:
     checked_model_name(name, empty_status=404)
     try:

@@ -23,7 +23,7 @@ from corral.inference import (
     parse_keep_alive_value,
 )
 
-from .http import Fields, checked_model_name, json_response, ndjson_stream, now_utc, read_json, rfc3339
+from .http import INFERENCE, Fields, access, checked_model_name, json_response, ndjson_stream, now_utc, read_json, rfc3339
 
 blueprint = Blueprint("ollama_inference", __name__)
 
@@ -140,6 +140,7 @@ async def _respond(replies: AsyncGenerator[Reply, None], shape: Any, model: str,
 
 
 @blueprint.route("/api/generate", methods=["POST"])
+@access(INFERENCE)
 async def generate() -> Response:
     fields = Fields(await read_json("api.GenerateRequest"), "GenerateRequest")
     model = checked_model_name(fields.model(), empty_status=404)
@@ -155,6 +156,7 @@ async def generate() -> Response:
 
 
 @blueprint.route("/api/chat", methods=["POST"])
+@access(INFERENCE)
 async def chat() -> Response:
     fields = Fields(await read_json("api.ChatRequest"), "ChatRequest")
     model = checked_model_name(fields.model(), empty_status=400)
@@ -180,6 +182,7 @@ async def chat() -> Response:
 
 
 @blueprint.route("/api/embed", methods=["POST"])
+@access(INFERENCE)
 async def embed() -> Response:
     fields = Fields(await read_json("api.EmbedRequest"), "EmbedRequest")
     model = checked_model_name(fields.model(), empty_status=404)
@@ -208,6 +211,7 @@ async def embed() -> Response:
 
 
 @blueprint.route("/api/embeddings", methods=["POST"])
+@access(INFERENCE)
 async def embeddings() -> Response:
     fields = Fields(await read_json("api.EmbeddingRequest"), "EmbeddingRequest")
     model = checked_model_name(fields.model(), empty_status=400)
@@ -220,6 +224,7 @@ async def embeddings() -> Response:
 
 
 @blueprint.route("/api/ps", methods=["GET"])
+@access(INFERENCE)
 async def ps() -> Response:
     scheduler = current_app.extensions["corral.kernel"].scheduler
     models = []

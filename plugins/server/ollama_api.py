@@ -10,7 +10,7 @@ from quart import Blueprint, Response, current_app, request
 from corral.errors import InvalidName, InvalidRequest, ModelNotFound
 from corral.names import parse_reference, validate_digest
 
-from .http import Fields, empty_response, error_response, json_response, read_json, rfc3339
+from .http import INFERENCE, OPEN, Fields, access, empty_response, error_response, json_response, read_json, rfc3339
 from .show import read_model_gguf, show_response
 
 # The Ollama API version clients compare against (VS Code needs 0.6.4, webui-lite 0.1.16).
@@ -24,11 +24,13 @@ def kernel() -> Any:
 
 
 @blueprint.route("/", methods=["GET", "HEAD"])
+@access(OPEN)
 async def root() -> Response:
     return Response("Ollama is running", content_type="text/plain; charset=utf-8")
 
 
 @blueprint.route("/api/version", methods=["GET", "HEAD"])
+@access(INFERENCE)
 async def version() -> Response:
     return json_response({"version": API_VERSION})
 
@@ -45,12 +47,14 @@ def list_entry(info: Any) -> dict[str, Any]:
 
 
 @blueprint.route("/api/tags", methods=["GET", "HEAD"])
+@access(INFERENCE)
 async def tags() -> Response:
     models = await kernel().store.list()
     return json_response({"models": [list_entry(info) for info in models]})
 
 
 @blueprint.route("/api/show", methods=["POST"])
+@access(INFERENCE)
 async def show() -> Response:
     fields = Fields(await read_json("api.ShowRequest"), "ShowRequest")
     name = fields.model()
