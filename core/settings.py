@@ -327,7 +327,7 @@ CORE_SETTINGS: tuple[CoreSetting, ...] = (
     CoreSetting(key="server.require_keys", env="CORRAL_REQUIRE_KEYS", default=False, converter=parse_bool,
                 help="refuse to start on an address beyond this machine when no API key is set"),
     CoreSetting(key="client.api_key", env="CORRAL_API_KEY", default="", converter=parse_string, secret=True,
-                help="the key the command line sends to the server (default: the first plain server.api_keys)"),
+                help="the key the command line sends (default, to this machine: the first plain server.api_keys)"),
     CoreSetting(key="plugins.enable", env=None, default=(), converter=parse_list,
                 help="plugins that are off by default (corral.contrib) to turn on"),
     CoreSetting(key="plugins.disable", env=None, default=(), converter=parse_list,
@@ -382,13 +382,6 @@ class Settings:
     def has_keys(self) -> bool:
         """Whether any API key is configured, so that the server asks for one."""
         return bool(self.api_keys or self.inference_keys or self.api_keys_file or self.inference_keys_file)
-
-    @property
-    def client_key(self) -> str:
-        """The key the command line sends: ``client.api_key``, else the first plain full key."""
-        if self.client_api_key:
-            return self.client_api_key
-        return next((key for key in self.api_keys if not key.startswith("sha256:")), "")
 
     def exposure_warnings(self) -> tuple[str, ...]:
         """What is risky about where the server listens (OLLAMA_HOST), in words for an operator."""

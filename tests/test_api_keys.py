@@ -336,3 +336,59 @@ def test_require_keys_refuses_to_start_beyond_loopback_without_a_key(clean_env: 
     assert result.stderr.strip().endswith(
         "Error: server.require_keys is on and no API key is set: refusing to listen on 0.0.0.0:0, which other "
         "machines can reach. Set server.api_keys (CORRAL_API_KEYS), or listen on 127.0.0.1")
+
+
+def test_serve_warns_at_start_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from corral.plugins.server.serve import check_exposure
+
+    check_exposure(settings(tmp_path, OLLAMA_HOST="0.0.0.0:8080"))
+    assert "corral listens on 0.0.0.0:8080, which other machines can reach, and no API key is set" in caplog.text
+    caplog.clear()
+    check_exposure(settings(tmp_path, OLLAMA_HOST="127.0.0.1:8080", CORRAL_REQUIRE_KEYS="1"))
+    assert caplog.text == ""
+    with pytest.raises(ConfigError, match="server.require_keys is on and no API key is set"):
+        check_exposure(settings(tmp_path, OLLAMA_HOST="0.0.0.0:8080", CORRAL_REQUIRE_KEYS="1"))
+    check_exposure(settings(tmp_path, OLLAMA_HOST="0.0.0.0:8080", CORRAL_REQUIRE_KEYS="1", CORRAL_API_KEYS=FULL_KEY))
+
+
+def test_the_command_line_sends_the_servers_own_key_only_to_this_machine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.plugins.cli import CliState
+    from corral.plugins.cli.client import Client
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[server]\napi_keys = ["sha256:{"0" * 64}", "{FULL_KEY}"]\n')
+    monkeypatch.setenv("CORRAL_CONFIG", str(config))
+    for name in ("CORRAL_API_KEY", "CORRAL_API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    for host, key in (("127.0.0.1:11434", FULL_KEY), ("localhost:8080", FULL_KEY), ("10.1.2.3:11434", ""),
+                      ("https://models.example.com", "")):
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        assert Client.for_state(CliState()).api_key == key, host
+    monkeypatch.setenv("CORRAL_API_KEY", INFERENCE_KEY)
+    assert Client.for_state(CliState()).api_key == INFERENCE_KEY
+
+
+def test_a_websocket_without_a_key_is_refused_at_the_handshake(app: Any) -> None:
+    def handshake(extensions: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = ()) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        incoming = [{"type": "websocket.connect"}]
+
+        async def receive() -> dict[str, Any]:
+            return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "websocket", "path": "/extra/socket", "headers": [(b"host", b"127.0.0.1:11434"), *headers],
+                 "server": ("127.0.0.1", 11434), "extensions": extensions, "asgi": {"version": "3.0"},
+                 "scheme": "ws", "query_string": b"", "root_path": "", "http_version": "1.1", "subprotocols": []}
+        asyncio.run(app(scope, receive, send))
+        return sent
+
+    refused = handshake({"websocket.http.response": {}})
+    assert [message["type"] for message in refused] == ["websocket.http.response.start", "websocket.http.response.body"]
+    assert refused[0]["status"] == 401 and json.loads(refused[1]["body"]) == {"error": MISSING}
+    assert handshake({}) == [{"type": "websocket.close", "code": 1008}]
+    forbidden = handshake({"websocket.http.response": {}}, ((b"authorization", f"Bearer {INFERENCE_KEY}".encode()),))
+    assert forbidden[0]["status"] == 403

@@ -6,7 +6,7 @@ server answers there (``HEAD /``). When nothing answers at a local address it st
 at a non-local address it never starts anything and fails with a clear message.
 
 Every request carries ``Authorization: Bearer <key>`` when a key is set (``CORRAL_API_KEY``, or
-``client.api_key``, or the first plain ``server.api_keys``). Over ``https://`` it trusts the
+``client.api_key``, or for a server on this machine the first plain ``server.api_keys``). Over ``https://`` it trusts the
 system's certificates plus those in ``SSL_CERT_FILE`` (or ``SSL_CERT_DIR``).
 
 Errors become :class:`corral.errors.CorralError` with the server's own message, which ``main()``
@@ -107,9 +107,15 @@ class Client:
 
         settings = Settings.load(overrides=state.overrides)
         host = settings.host
+        local = is_local_host(host.host)
+        key = settings.client_api_key
+        if not key and local:
+            # The server on this machine, set up by the same config file: its first plain full key.
+            # (Never sent elsewhere: another server's keys are its own.)
+            key = next((entry for entry in settings.api_keys if not entry.startswith("sha256:")), "")
         startable = host.scheme == "http" or settings.tls_cert is not None
-        return cls(host.url, local=startable and is_local_host(host.host), overrides=state.overrides,
-                   environ=settings.environ, api_key=settings.client_key)
+        return cls(host.url, local=startable and local, overrides=state.overrides, environ=settings.environ,
+                   api_key=key)
 
     # HTTP
 
