@@ -40,7 +40,6 @@ import anyio
 import attrs
 
 from corral import ConfigError, parse_key
-
 from corral.sdk.http import FULL, INFERENCE, OPEN, access_of, go_json
 
 log = logging.getLogger("corral.server")
