@@ -154,14 +154,17 @@ def test_metrics_count_what_was_sent(metrics_server: str) -> None:
 
 
 @pytest.mark.slow
-def test_metrics_on_their_own_port(clean_env: dict[str, str], tmp_path: Path) -> None:
+def test_metrics_on_their_own_port_need_no_key_and_serve_nothing_else(clean_env: dict[str, str],
+                                                                     tmp_path: Path) -> None:
     port = free_port()
-    env = {**clean_env, "OLLAMA_MODELS": str(tmp_path / "models"),
+    env = {**clean_env, "OLLAMA_MODELS": str(tmp_path / "models"), "CORRAL_API_KEYS": "metrics-test-key-0123456",
            "CORRAL_CONFIG": metrics_config(tmp_path, f"[metrics]\nport = {port}\n")}
     with running_server(env) as url:
         own = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{url}/api/version").status_code == 200
-        assert httpx.get(f"{url}/metrics").status_code == 404  # not on the main address
+        key = {"Authorization": "Bearer metrics-test-key-0123456"}
+        assert httpx.get(f"{url}/api/version", headers=key).status_code == 200
+        assert httpx.get(f"{url}/metrics").status_code == 401  # the main address needs the key...
+        assert httpx.get(f"{url}/metrics", headers=key).status_code == 404  # ...and has no /metrics
         for path in ("/api/tags", "/api/version", "/", "/ui/"):
             response = httpx.get(f"{own}{path}")
             assert (response.status_code, response.text) == (404, "404 page not found"), path
@@ -169,6 +172,8 @@ def test_metrics_on_their_own_port(clean_env: dict[str, str], tmp_path: Path) ->
         metrics = scrape(own)
         assert metrics("corral_requests_total", endpoint="/api/version", method="GET", model="", status="200") == 1
         assert metrics("corral_requests_total", endpoint="/metrics", method="GET", model="", status="404") == 1
+        assert metrics("corral_requests_total", endpoint="/metrics", method="GET", model="", status="401") == 1
+        assert metrics("corral_requests_rejected_total", reason="unauthorized") == 1
         assert metrics("corral_requests_total", endpoint="/api/tags", method="GET", model="", status="404") == 1
 
         openmetrics = httpx.get(f"{own}/metrics", headers={
@@ -182,13 +187,13 @@ def test_metrics_on_their_own_port(clean_env: dict[str, str], tmp_path: Path) ->
         assert "content-encoding" not in plain.headers and "corral_queue_depth 0.0" in plain.text
 
 
-def kernel_with_metrics(tmp_path: Path) -> tuple[Kernel, Any]:
+def kernel_with_metrics(tmp_path: Path, **environ: str) -> tuple[Kernel, Any]:
     from corral.plugins.server.app import create_app
 
     home = tmp_path / "home"
     home.mkdir(parents=True, exist_ok=True)
     kernel = Kernel.create({"HOME": str(home), "OLLAMA_MODELS": str(tmp_path / "models"),
-                            "CORRAL_CONFIG": metrics_config(tmp_path)}, load_entry_points=False)
+                            "CORRAL_CONFIG": metrics_config(tmp_path), **environ}, load_entry_points=False)
     return kernel, create_app(kernel)
 
 
@@ -211,6 +216,19 @@ def test_each_kernel_has_its_own_registry(tmp_path: Path) -> None:
     labels = {"endpoint": "/api/tags", "method": "GET", "model": "", "status": "200"}
     assert first("corral_requests_total", **labels) == 1
     assert second("corral_requests_total", **labels) == 0
+
+
+def test_metrics_on_the_main_address_need_a_full_key_when_keys_are_on(tmp_path: Path) -> None:
+    full, run = "full-key-0123456789abcdef", "run-key-0123456789abcdef"
+    _kernel, app = kernel_with_metrics(tmp_path, CORRAL_API_KEYS=full, CORRAL_INFERENCE_KEYS=run)
+
+    async def statuses() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:11434") as client:
+            return [(await client.get("/metrics", headers=headers)).status_code for headers in (
+                {}, {"Authorization": f"Bearer {run}"}, {"Authorization": f"Bearer {full}"})]
+
+    assert anyio.run(statuses) == [401, 403, 200]
 
 
 def test_runner_model_and_transfer_events_move_their_metrics(tmp_path: Path) -> None:

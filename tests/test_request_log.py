@@ -82,7 +82,7 @@ def test_a_json_line_is_one_object_with_the_fields() -> None:
 def test_no_request_can_forge_or_split_a_log_line(server_env: dict[str, str]) -> None:
     """Issue 15 item 12: ``GET /api/x%0A...`` wrote a second, forged log line."""
     output: list[str] = []
-    with running_server({**server_env, "OLLAMA_DEBUG": "1"}, output=output) as url:
+    with running_server({**server_env, "OLLAMA_DEBUG": "1"}, log=output) as url:
         assert httpx.get(f"{url}/api/x%0A{FORGED.replace(' ', '%20')}").status_code == 404
         line = wait_for(output, lambda line: "/api/x" in line)
         # obs-text header bytes are legal HTTP; \x85 (NEL) is a line break to Python and some viewers
@@ -110,7 +110,7 @@ def test_json_log_and_request_finished_events(server_env: dict[str, str], tmp_pa
     config.write_text(f'[plugins]\nenable = ["event_log"]\n[event_log]\npath = "{events_file}"\n')
     env = {**server_env, "CORRAL_LOG_FORMAT": "json", "CORRAL_CONFIG": str(config)}
     output: list[str] = []
-    with running_server(env, output=output) as url:
+    with running_server(env, log=output) as url:
         chat = httpx.post(f"{url}/api/chat", timeout=120, json={
             "model": "smol", "messages": [{"role": "user", "content": "Say hello."}], "stream": False,
             "options": {"num_predict": 8, "temperature": 0}}).json()

@@ -33,11 +33,25 @@ def register_blueprints(kernel: Any) -> list[Any]:
 
 
 @hookimpl
-def asgi_wrapper(kernel: Any) -> Any:
-    """CORS and the Host check (the request log, outside every wrapper, is the app's own)."""
+def asgi_wrapper(kernel: Any, quart_app: Any) -> Any:
+    """The request log outermost (so refusals are logged and counted too), then CORS and the Host
+    check (so preflights need no key), then the API keys when any is set."""
+    from .api_keys import ApiKeyGuard, RouteAccess, load_keys
+    from .binds import keyless_ports, listen_binds
     from .cors import CorsAndHostGuard
+    from .request_log import RequestLog, Routes
 
-    return lambda app: CorsAndHostGuard.from_settings(app, kernel.settings)
+    settings = kernel.settings
+    keys = load_keys(settings)
+
+    def wrap(app: Any) -> Any:
+        if keys is not None:
+            app = ApiKeyGuard(app, keys=keys, routes=RouteAccess(quart_app),
+                              keyless_ports=keyless_ports(listen_binds(kernel)))
+        return RequestLog(CorsAndHostGuard.from_settings(app, settings), kernel=kernel,
+                          routes=Routes(quart_app.url_map))
+
+    return wrap
 
 
 @hookimpl

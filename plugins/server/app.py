@@ -12,14 +12,11 @@ from werkzeug.exceptions import HTTPException
 from corral import CorralError
 from corral.sdk.http import KERNEL_KEY, STREAMS_KEY, OpenStreams, error_response, log
 
-from .request_log import RequestLog, Routes
-
 TEXT_TYPE = "text/plain; charset=utf-8"
 
 
 def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
-    """The ASGI application for ``kernel``: the Quart app wrapped in every ``asgi_wrapper``, and
-    the request log around them all (so refusals are logged and counted too)."""
+    """The ASGI application for ``kernel``: the Quart app wrapped in every ``asgi_wrapper``."""
     app = Quart("corral")
     app.extensions[STREAMS_KEY] = streams or OpenStreams()
     app.config.update(
@@ -53,11 +50,11 @@ def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
         return error_response(f"internal error: {type(error).__name__}: {error}", 500)
 
     asgi: Any = app
-    for wrap in kernel.pm.hook.asgi_wrapper(kernel=kernel):
+    for wrap in kernel.pm.hook.asgi_wrapper(kernel=kernel, quart_app=app):
         if wrap is not None:
             asgi = wrap(asgi)
     logging.getLogger("quart.app").setLevel(logging.CRITICAL)  # errors are logged above, once
-    return RequestLog(asgi, kernel=kernel, routes=Routes(app.url_map))
+    return asgi
 
 
 def kernel_of(app: Quart) -> Any:

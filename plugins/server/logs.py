@@ -78,6 +78,9 @@ def configure_logging(debug: int, log_format: str = "logfmt") -> None:
     handler.setFormatter(JsonFormatter() if log_format == "json" else LogfmtFormatter())
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+    # Over HTTP/2 these print every request header at debug level, the Authorization header too.
+    logging.getLogger("hpack").setLevel(logging.WARNING)
+    logging.getLogger("h2").setLevel(logging.WARNING)
 
 
 def log_event(event: Event) -> None:

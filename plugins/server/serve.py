@@ -7,9 +7,10 @@ import asyncio
 import errno
 import logging
 import signal
+import ssl
 from typing import Any
 
-from corral import CorralError, __version__
+from corral import ConfigError, CorralError, __version__, is_loopback_host
 from corral.sdk.http import OpenStreams
 
 from .app import create_app
@@ -21,6 +22,37 @@ log = logging.getLogger("corral.server")
 GRACEFUL_SECONDS = 5.0
 
 
+def tls_files(settings: Any) -> tuple[str, str] | None:
+    """The certificate and key files to serve HTTPS with, checked here so that a bad pair is a
+    clear error at start-up (and an encrypted key never makes OpenSSL prompt for a password)."""
+    cert, key = settings.tls_cert, settings.tls_key
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("server.tls_cert and server.tls_key go together: set both "
+                          "(CORRAL_TLS_CERT, CORRAL_TLS_KEY)")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as error:
+        raise ConfigError(f"server.tls_cert={cert}, server.tls_key={key}: not a PEM certificate chain and its "
+                          f"unencrypted private key ({error.reason or error})") from None
+    except OSError as error:
+        raise ConfigError(f"server.tls_cert={cert}, server.tls_key={key}: cannot read "
+                          f"{error.filename or 'them'}: {error.strerror or error}") from None
+    return str(cert), str(key)
+
+
+def check_exposure(settings: Any) -> None:
+    """Warn about an address other machines reach with no key (or keys over plain HTTP); with
+    ``server.require_keys``, refuse to start without a key there."""
+    if settings.require_keys and not settings.has_keys and not is_loopback_host(settings.host.host):
+        raise ConfigError(f"server.require_keys is on and no API key is set: refusing to listen on "
+                          f"{settings.host.bind}, which other machines can reach. Set server.api_keys "
+                          "(CORRAL_API_KEYS), or listen on 127.0.0.1")
+    for warning in settings.exposure_warnings():
+        log.warning("%s", warning)
+
+
 async def serve(kernel: Any) -> None:
     """Serve until SIGINT or SIGTERM."""
     from hypercorn.asyncio import serve as hypercorn_serve
@@ -28,8 +60,12 @@ async def serve(kernel: Any) -> None:
 
     settings = kernel.settings
     configure_logging(settings.debug, settings.log_format)
+    check_exposure(settings)
     config = Config()
     config.bind = [bind.address for bind in listen_binds(kernel)]
+    tls = tls_files(settings)
+    if tls is not None:
+        config.certfile, config.keyfile = tls
     config.graceful_timeout = GRACEFUL_SECONDS
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -58,7 +94,9 @@ async def serve(kernel: Any) -> None:
             pruned = await store.prune()
             if pruned:
                 log.info("removed %d unused or abandoned files from %s", pruned, store.location)
-            log.info("corral %s listening on %s (models in %s)", __version__, settings.host.bind, store.location)
+            scheme = "https" if tls else "http"
+            log.info("corral %s listening on %s (models in %s)", __version__,
+                     ", ".join(f"{scheme}://{bind}" for bind in config.bind), store.location)
             try:
                 await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
             except OSError as error:
