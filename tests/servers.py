@@ -64,15 +64,16 @@ SMOL_PARAMS = {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2}
 
 
 def runner_pids(store: Path) -> list[int]:
-    """The llama.cpp runner processes serving models of ``store``."""
+    """The llama.cpp runner processes (a warm spare included) of servers of ``store``."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes()
+                environ = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"runtime_llamacpp.runner" in cmdline and str(store).encode() in cmdline:
+            if b"runtime_llamacpp.runner" in cmdline and f"OLLAMA_MODELS={store}".encode() in environ:
                 pids.append(int(entry.name))
     return pids
 

@@ -1,60 +1,24 @@
-"""The runner: one process per loaded model, driving llama-cpp-python.
+"""The llama.cpp engine: one per loaded model, driving llama-cpp-python.
 
-Every llama.cpp call happens on this process's main thread: this OpenMP build slows down for good
-once calls come from several threads. A reader thread only moves request lines into a queue.
-Concurrent completions (OLLAMA_NUM_PARALLEL) each get their own context and are advanced one
-token at a time in turn, so all of them progress.
-
-Run as ``python -m corral.plugins.runtime_llamacpp.runner CONFIG_JSON``; speaks protocol.py on
-stdin and stdout; logs go to stderr.
+It runs inside a runner (``corral.sdk.runner``), which calls it from one thread only: this OpenMP
+build slows down for good once calls come from several threads. Concurrent completions
+(OLLAMA_NUM_PARALLEL) each get their own context and are advanced one token at a time in turn,
+so all of them progress.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import queue
-import signal
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-
-from corral.plugins.runtime_llamacpp.protocol import decode, encode
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Ask Linux to kill this runner when the server dies, so no runner is ever orphaned."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-    if os.getppid() == 1:
-        sys.exit(1)
 
 
 class RequestError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-class Output:
-    """Buffered protocol writer: lines are flushed once per round of work, not per token."""
-
-    def __init__(self) -> None:
-        self.stream = sys.stdout.buffer
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.stream.write(encode(message))
-
-    def flush(self) -> None:
-        self.stream.flush()
 
 
 def grammar_for(format_: Any) -> Any:
@@ -122,7 +86,7 @@ class Completion:
             self.first_token_at = time.perf_counter_ns()
         return False
 
-    def step(self, out: Output) -> bool:
+    def step(self, out: Any) -> bool:
         """Advance by one token; return True when the completion has finished."""
         if self.zero_budget:
             self.finish(out, "length")
@@ -143,7 +107,7 @@ class Completion:
             return True
         return False
 
-    def send_text(self, out: Output, now: int) -> None:
+    def send_text(self, out: Any, now: int) -> None:
         """Send what was generated since the last piece: every token when the model is slower
         than the interval, a few tokens joined when it is faster (one wake-up per piece, not per
         token, all the way to the client)."""
@@ -152,7 +116,7 @@ class Completion:
             self.unsent = ""
             self.last_sent = now
 
-    def finish(self, out: Output, reason: str) -> None:
+    def finish(self, out: Any, reason: str) -> None:
         now = time.perf_counter_ns()
         self.send_text(out, now)
         first = self.first_token_at or now
@@ -165,7 +129,7 @@ class Completion:
             "context": [int(token) for token in self.llm.input_ids[: self.llm.n_tokens]],
         })
 
-    def cancel(self, out: Output) -> None:
+    def cancel(self, out: Any) -> None:
         close = getattr(self.iterator, "close", None)
         if close:
             close()
@@ -209,7 +173,7 @@ class Runner:
         llm = self.slots[0]
         return {"op": "ready", "n_ctx": llm.n_ctx(), "slots": len(self.slots)}
 
-    def handle(self, message: dict[str, Any], out: Output) -> bool:
+    def handle(self, message: dict[str, Any], out: Any) -> bool:
         """Act on one request; return False to stop the runner."""
         op = message.get("op")
         if op == "shutdown":
@@ -257,7 +221,7 @@ class Runner:
         vectors = llm.embed(inputs, normalize=False, truncate=True) if inputs else []
         return {"embeddings": vectors, "tokens": total}
 
-    def step_all(self, out: Output) -> None:
+    def step_all(self, out: Any) -> None:
         for request_id, job in list(self.active.items()):
             try:
                 finished = job.step(out)
@@ -268,53 +232,11 @@ class Runner:
                 del self.active[request_id]
                 self.free.append(job.slot)
 
-
-def serve(runner: Runner, out: Output) -> None:
-    inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
-
-    def read() -> None:
-        for line in sys.stdin.buffer:
-            if line.strip():
-                inbox.put(decode(line))
-        inbox.put(None)
-
-    threading.Thread(target=read, name="runner-stdin", daemon=True).start()
-    while True:
-        block = not runner.active
-        while True:
-            try:
-                message = inbox.get(block=block)
-            except queue.Empty:
-                break
-            if message is None or not runner.handle(message, out):
-                out.flush()
-                return
-            block = False
-        runner.step_all(out)
-        out.flush()
-
-
-def main() -> None:
-    die_with_parent()
-    config = json.loads(sys.argv[1])
-    out = Output()
-    try:
-        runner = Runner(config)
-    except Exception as error:
-        out.send({"op": "failed", "error": f"{type(error).__name__}: {error}"})
-        out.flush()
-        sys.exit(1)
-    out.send(runner.ready())
-    out.flush()
-    serve(runner, out)
-    for job in list(runner.active.values()):
-        job.cancel(out)
-    out.flush()
-    for llm in runner.slots:
-        llm.close()
-    # Skip interpreter teardown: llama.cpp's threads and destructors can abort it after we are done.
-    os._exit(0)
-
-
-if __name__ == "__main__":
-    main()
+    def close(self) -> None:
+        for job in self.active.values():
+            close = getattr(job.iterator, "close", None)
+            if close:
+                close()
+        self.active.clear()
+        for llm in self.slots:
+            llm.close()

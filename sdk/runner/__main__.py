@@ -1,0 +1,68 @@
+"""A runner process: ``python -m corral.sdk.runner [--preload=MODULE ...]``.
+
+Imports the preload modules first (a warm spare waits here with llama.cpp imported), then reads
+the load message and requests as JSON lines on stdin and answers on stdout; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import queue
+import signal
+import sys
+import threading
+from typing import Any
+
+from corral.sdk.runner.codec import decode, encode
+from corral.sdk.runner.loop import run
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this runner when the server dies, so no runner is ever orphaned."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+    if os.getppid() == 1:
+        sys.exit(1)
+
+
+class Output:
+    """Buffered writer: lines are flushed once per round of work, not per token."""
+
+    def __init__(self) -> None:
+        self.stream = sys.stdout.buffer
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.stream.write(encode(message))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def main() -> None:
+    die_with_parent()
+    for argument in sys.argv[1:]:
+        if argument.startswith("--preload="):
+            importlib.import_module(argument.partition("=")[2])
+    inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    def read() -> None:
+        for line in sys.stdin.buffer:
+            if line.strip():
+                inbox.put(decode(line))
+        inbox.put(None)
+
+    threading.Thread(target=read, name="runner-stdin", daemon=True).start()
+    loaded = run(inbox, Output())
+    # Skip interpreter teardown: llama.cpp's threads and destructors can abort it after we are done.
+    os._exit(0 if loaded else 1)
+
+
+if __name__ == "__main__":
+    main()
