@@ -15,25 +15,22 @@ when the runner could not be started; ``{"channel": n, "op": "gone", "reason"}``
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
 import os
-import signal
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
-from corral.sdk.runner import decode, encode
+from corral.sdk.runner import decode, die_with_parent, encode, protocol_stream
 
-PR_SET_PDEATHSIG = 1
 CLOSE_SECONDS = 5.0
 
 
 class Relay:
-    """Writes tagged messages to stdout, one flush per batch."""
+    """Writes tagged messages to the server, one flush per batch."""
 
-    def __init__(self) -> None:
-        self.stream = sys.stdout.buffer
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
 
     def write(self, channel: int, messages: list[dict[str, Any]]) -> None:
         for message in messages:
@@ -139,9 +136,9 @@ class Host:
 
 
 class Bridge:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, out: BinaryIO) -> None:
         self.store = store
-        self.relay = Relay()
+        self.relay = Relay(out)
         self.hosts: dict[int, Host] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -193,15 +190,6 @@ def replace_paths(config: dict[str, Any], paths: dict[str, str]) -> dict[str, An
     return {key: swap(value) for key, value in config.items()}
 
 
-def die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-    if os.getppid() == 1:
-        sys.exit(1)
-
-
 def connect(settings: dict[str, Any]) -> Any:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -226,7 +214,7 @@ async def serve(bridge: Bridge) -> None:
 def main() -> None:
     die_with_parent()
     settings = json.loads(sys.stdin.buffer.readline() or b"{}")
-    out = sys.stdout.buffer
+    out = protocol_stream()  # Ray prints to stdout now and then
     try:
         store = connect(settings)
     except Exception as error:
@@ -238,7 +226,7 @@ def main() -> None:
     out.write(encode({"op": "connected", "address": ray.util.get_node_ip_address(),
                       "nodes": sum(1 for node in ray.nodes() if node["Alive"])}))
     out.flush()
-    asyncio.run(serve(Bridge(store)))
+    asyncio.run(serve(Bridge(store, out)))
     os._exit(0)
 
 

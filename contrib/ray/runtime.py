@@ -166,7 +166,11 @@ class RayCluster:
 
     async def _keep(self, *, task_status: anyio.abc.TaskStatus[Link] = anyio.TASK_STATUS_IGNORED) -> None:
         where = f"the Ray cluster (ray.address = {self.settings.address})"
-        process = await anyio.open_process([sys.executable, "-m", BRIDGE_MODULE], stdin=-1, stdout=-1, stderr=-1)
+        # A driver that lost the cluster's head leaves after this long (Ray's default: 60 s); the
+        # next load then starts a bridge that joins the cluster again, or says it cannot.
+        env = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(int(self.settings.connect_timeout)), **os.environ}
+        process = await anyio.open_process([sys.executable, "-m", BRIDGE_MODULE], stdin=-1, stdout=-1, stderr=-1,
+                                           env=env)
         async with open_pipe(process, name="ray bridge") as transport:
             try:
                 await transport.send({"address": self.settings.address})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 from corral.errors import RuntimeFailure
 from corral.sdk.runner import RunnerClient, RunnerSpec, SpareRunners, open_pipe

@@ -6,37 +6,23 @@ the load message and requests as JSON lines on stdin and answers on stdout; logs
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import os
 import queue
-import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, BinaryIO
 
 from corral.sdk.runner.codec import decode, encode
 from corral.sdk.runner.loop import run
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Ask Linux to kill this runner when the server dies, so no runner is ever orphaned."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-    if os.getppid() == 1:
-        sys.exit(1)
+from corral.sdk.runner.process import die_with_parent, protocol_stream
 
 
 class Output:
     """Buffered writer: lines are flushed once per round of work, not per token."""
 
-    def __init__(self) -> None:
-        self.stream = sys.stdout.buffer
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
 
     def send(self, message: dict[str, Any]) -> None:
         self.stream.write(encode(message))
@@ -47,6 +33,7 @@ class Output:
 
 def main() -> None:
     die_with_parent()
+    stream = protocol_stream()
     for argument in sys.argv[1:]:
         if argument.startswith("--preload="):
             importlib.import_module(argument.partition("=")[2])
@@ -59,7 +46,7 @@ def main() -> None:
         inbox.put(None)
 
     threading.Thread(target=read, name="runner-stdin", daemon=True).start()
-    loaded = run(inbox, Output())
+    loaded = run(inbox, Output(stream))
     # Skip interpreter teardown: llama.cpp's threads and destructors can abort it after we are done.
     os._exit(0 if loaded else 1)
 

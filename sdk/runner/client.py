@@ -21,6 +21,14 @@ class PeerGone(Exception):
     """The runner can be reached no more; the message says why (an exit status, a dead node)."""
 
 
+def sole_error(group: BaseExceptionGroup) -> BaseException:
+    """The one error inside nested task-group wrappers, so a load failure reaches the user as the
+    CorralError it is; the group itself when it holds several."""
+    while len(group.exceptions) == 1 and isinstance(group.exceptions[0], BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group.exceptions[0] if len(group.exceptions) == 1 else group
+
+
 class Transport(Protocol):
     """Carries runner messages both ways, in order: a pipe, a socket, a remote actor."""
 
@@ -82,15 +90,23 @@ class RunnerClient:
         """Have the runner load ``spec``, wait for it to be ready (at most ``ready_timeout``
         seconds), serve requests while the block runs, then shut the runner down."""
         client = cls(transport, name, label=label)
-        async with anyio.create_task_group() as group:
-            try:
-                await client._load(spec, ready_timeout)
+        try:
+            await client._load(spec, ready_timeout)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await client._stop()
+            raise
+        try:
+            async with anyio.create_task_group() as group:
                 group.start_soon(client._read)
-                yield client
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await client._stop()
-                group.cancel_scope.cancel()
+                try:
+                    yield client
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await client._stop()
+                    group.cancel_scope.cancel()
+        except BaseExceptionGroup as errors:
+            raise sole_error(errors) from None
 
     # -- plumbing ---------------------------------------------------------------------------
 
