@@ -69,7 +69,7 @@ def register_runtimes(settings: Any) -> list[RuntimeSpec]:
         local = local_spec.factory(kernel) if local_spec is not None else None
         if not hasattr(local, "runner_spec"):
             raise RuntimeFailure(f'ray.runtime = "{name}": no runtime of that name runs its models in runners')
-        return RayRuntime(cluster, local)
+        return RayRuntime(cluster, local, kernel.settings.max_loaded_models)
 
     return [RuntimeSpec(name="ray", formats=("gguf",), priority=20, factory=factory,
                         description="each model in a Ray actor on the cluster (ray.runtime's runner)")]

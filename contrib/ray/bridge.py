@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 import os
 import sys
 from typing import Any, BinaryIO
@@ -24,6 +25,7 @@ from typing import Any, BinaryIO
 from corral.sdk.runner import decode, die_with_parent, encode, protocol_stream
 
 CLOSE_SECONDS = 5.0
+NODES_SECONDS = 2.0
 
 
 class Relay:
@@ -93,11 +95,15 @@ class Host:
 
         from .actors import RunnerActor
 
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         start = self.start
-        options: dict[str, Any] = {"num_cpus": start["num_cpus"], "scheduling_strategy": "SPREAD",
-                                   "resources": start.get("resources") or {}}
+        options: dict[str, Any] = {"num_cpus": start["num_cpus"], "resources": start.get("resources") or {}}
         if start.get("gpu") and ray.cluster_resources().get("GPU", 0) > 0:
             options["num_gpus"] = 1
+        node = self.bridge.choose_node(options, start.get("max_per_node") or 1)
+        # Soft: should that node be busy with other work, Ray may still place the model elsewhere.
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True) if node else "SPREAD"
         self.actor = RunnerActor.options(**options).remote()
         try:
             self.where = await asyncio.wait_for(self.actor.where.remote(), start["placement_timeout"])
@@ -152,6 +158,41 @@ class Bridge:
         elif channel in self.hosts:
             self.hosts[channel].incoming.put_nowait(message)
 
+    def choose_node(self, options: dict[str, Any], max_per_node: int) -> str | None:
+        """The node for the next model: alive, big enough, with the fewest of this server's models
+        (OLLAMA_MAX_LOADED_MODELS counts per node). None when no node is big enough now (Ray then
+        waits for one, e.g. from an autoscaler)."""
+        import ray
+
+        needs = {"CPU": options["num_cpus"], **options["resources"]}
+        if options.get("num_gpus"):
+            needs["GPU"] = options["num_gpus"]
+        counts = Counter(host.where.get("node_id") for host in self.hosts.values() if host.where)
+        fits = [node for node in ray.nodes()
+                if node["Alive"] and all(node["Resources"].get(name, 0) >= amount for name, amount in needs.items())]
+        free = [node for node in fits if counts[node["NodeID"]] < max_per_node]
+        if fits and not free:
+            raise RuntimeError(f"every Ray node that fits the model already runs {max_per_node} "
+                               f"(OLLAMA_MAX_LOADED_MODELS counts per node)")
+        if not free:
+            return None
+        return min(free, key=lambda node: (counts[node["NodeID"]], -node["Resources"].get("CPU", 0)))["NodeID"]
+
+    async def report_nodes(self) -> None:
+        """Tell the server how many nodes can hold models, whenever that changes."""
+        import ray
+
+        known = None
+        while True:
+            try:
+                count = sum(1 for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU", 0) > 0)
+            except Exception:  # the head is away; the driver leaves on its own if it stays away
+                count = known
+            if count != known:
+                self.relay.write(0, [{"op": "nodes", "count": count}])
+                known = count
+            await asyncio.sleep(NODES_SECONDS)
+
     def why_gone(self, where: dict[str, str], error: BaseException) -> str:
         import ray
 
@@ -203,6 +244,7 @@ def connect(settings: dict[str, Any]) -> Any:
 
 
 async def serve(bridge: Bridge) -> None:
+    bridge.tasks.add(asyncio.create_task(bridge.report_nodes()))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

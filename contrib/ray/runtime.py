@@ -101,6 +101,8 @@ class Link:
         self.channels: dict[int, Channel] = {}
         self.numbers = itertools.count(1)
         self.dead: str | None = None
+        self.nodes = 1
+        """Nodes that can hold models, as the bridge last reported."""
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.dead is not None:
@@ -108,7 +110,11 @@ class Link:
         await self.transport.send(message)
 
     def route(self, message: dict[str, Any]) -> None:
-        channel = self.channels.get(message.pop("channel", None))  # type: ignore[arg-type]
+        number = message.pop("channel", None)
+        if number == 0 and message.get("op") == "nodes":
+            self.nodes = message.get("count") or 0
+            return
+        channel = self.channels.get(number)  # type: ignore[arg-type]
         if channel is not None:
             channel.deliver(message)
 
@@ -202,9 +208,15 @@ class RayRuntime:
     """Loads each model into a RunnerActor on the cluster, with another runtime's runner
     (``runner_spec``, e.g. llama.cpp's)."""
 
-    def __init__(self, cluster: RayCluster, local: Any) -> None:
+    def __init__(self, cluster: RayCluster, local: Any, max_per_node: int) -> None:
         self.cluster = cluster
         self.local = local
+        self.max_per_node = max_per_node
+
+    def nodes(self) -> int:
+        """Machines the models spread over: OLLAMA_MAX_LOADED_MODELS counts per node."""
+        link = self.cluster.current
+        return link.nodes if link is not None and link.dead is None else 1
 
     @asynccontextmanager
     async def load(self, spec: LoadSpec) -> AsyncIterator[RunnerClient]:
@@ -215,7 +227,8 @@ class RayRuntime:
         files = await anyio.to_thread.run_sync(describe_files, runner.files)
         start = {"name": spec.name, "files": files, "num_cpus": threads,
                  "gpu": (spec.options.get("num_gpu") or 0) > 0, "resources": settings.resources,
-                 "cache": settings.cache, "placement_timeout": settings.placement_timeout}
+                 "cache": settings.cache, "placement_timeout": settings.placement_timeout,
+                 "max_per_node": self.max_per_node}
         link = await self.cluster.link()
         try:
             async with link.channel(start) as channel, \
