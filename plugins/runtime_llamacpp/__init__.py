@@ -83,7 +83,9 @@ def lifespan(kernel: Any) -> Any:
 
         stop_orphans()
         spares = spares_for(kernel)
-        await spares.refill()
+        gguf = [spec for spec in kernel.runtimes.values() if "gguf" in spec.formats]
+        if max(gguf, key=lambda spec: spec.priority).name == "llamacpp":  # not when e.g. Ray hosts them
+            await spares.refill()
         try:
             yield
         finally:
