@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         args.model = smollm2_path()
     workdir = Path(tempfile.mkdtemp(prefix="corral-cold-"))
     servers = {"spare": Server(args.model, workdir / "spare"),
-               "no spare": Server(args.model, workdir / "fresh", env={"CORRAL_SPARE_RUNNER": "0"})}
+               "no spare": Server(args.model, workdir / "fresh", extra_env={"CORRAL_SPARE_RUNNER": "0"})}
     try:
         client = httpx.Client(timeout=None)
         for server in servers.values():

@@ -63,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     config = workdir / "config.toml"
     config.write_text('[plugins]\nenable = ["ray"]\n')
     interval = {"CORRAL_STREAM_INTERVAL_MS": f"{args.interval:g}"}
-    pipe_server = Server(args.model, workdir / "pipe", env=interval)
+    pipe_server = Server(args.model, workdir / "pipe", extra_env=interval)
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": args.threads, "node_ip_address": "127.0.0.1", "include_dashboard": False,
         "temp_dir": tempfile.mkdtemp(prefix="ray", dir="/tmp")})
-    ray_server = Server(args.model, workdir / "ray", env={
+    ray_server = Server(args.model, workdir / "ray", extra_env={
         **interval, **LOOPBACK_ENV, "CORRAL_CONFIG": str(config), "CORRAL_RAY_ADDRESS": cluster.address,
         "CORRAL_RAY_NUM_CPUS": str(args.threads)})
     try:

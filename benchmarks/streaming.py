@@ -242,7 +242,7 @@ class Server:
     """``corral serve`` over a temporary store holding the model; stopped by ``close()`` (idempotent)."""
 
     def __init__(self, model_path: Path, workdir: Path, *, num_parallel: int = 1,
-                 env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None) -> None:
         sys.path.insert(0, str(REPO / "tests"))
         from servers import store_with_smollm2  # the tests' store builder (writes an Ollama-layout store)
 
@@ -251,7 +251,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OLLAMA_", "CORRAL_"))}
         env.update(HOME=str(workdir / "home"), OLLAMA_HOST=f"127.0.0.1:{self.port}", OLLAMA_MODELS=str(store),
-                   OLLAMA_KEEP_ALIVE="-1", OLLAMA_NUM_PARALLEL=str(num_parallel), **(env or {}))
+                   OLLAMA_KEEP_ALIVE="-1", OLLAMA_NUM_PARALLEL=str(num_parallel))
+        env.update(extra_env or {})
         self.log_path = workdir / "server.log"
         self.log = self.log_path.open("wb")
         self.process: subprocess.Popen[bytes] | None = subprocess.Popen(

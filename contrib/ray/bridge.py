@@ -6,10 +6,12 @@ channel it places a RunnerActor, brings the model's files to its node, and relay
 messages both ways (corral.sdk.runner's protocol). It is a Ray driver, so the actors it creates
 end with it; a server that loses it (the cluster went away) starts a new one for the next load.
 
-Messages from the server: ``{"channel": n, "op": "start", "name", "files", "options", "cache",
-"placement_timeout"}``, then runner messages for that channel, then ``{"channel": n, "op": "close"}``.
-To the server: runner messages tagged with their channel; ``{"channel": n, "op": "failed", "error"}``
-when the runner could not be started; ``{"channel": n, "op": "gone", "reason"}`` once it ended.
+Messages from the server: ``{"channel": n, "op": "start", "name", "files", "num_cpus", "gpu",
+"resources", "cache", "placement_timeout", "max_per_node"}`` (see runtime.py), then runner messages
+for that channel, then ``{"channel": n, "op": "close"}``. To the server: runner messages tagged with
+their channel; ``{"channel": n, "op": "failed", "error"}`` when the runner could not be started;
+``{"channel": n, "op": "gone", "reason"}`` once it ended; ``{"channel": 0, "op": "nodes", "count"}``
+whenever the number of nodes that can hold models changes.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter
 import os
 import sys
+from collections import Counter
 from typing import Any, BinaryIO
 
 from corral.sdk.runner import decode, die_with_parent, encode, protocol_stream
@@ -92,10 +94,9 @@ class Host:
 
     async def _place(self) -> dict[str, str]:
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from .actors import RunnerActor
-
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         start = self.start
         options: dict[str, Any] = {"num_cpus": start["num_cpus"], "resources": start.get("resources") or {}}
