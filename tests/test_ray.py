@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from ray_cluster import LOOPBACK_ENV, LoopbackCluster, loopback_cluster, wait_for
-from servers import TOOLS_TEMPLATE, free_port, running_server, store_with_smollm2
+from servers import TOOLS_TEMPLATE, free_port, processes_with, running_server, store_with_smollm2
 
 if os.environ.get("CI"):  # CI installs the ray extra: a missing Ray or unshare is a failure there
     import ray  # noqa: F401
@@ -78,17 +78,7 @@ def cluster(env: dict[str, str], store: Path) -> Iterator[LoopbackCluster]:
 
 def runner_actor_pids(home: Path) -> list[int]:
     """The processes of RunnerActors started by this module's nodes (their HOME is ``home``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                environ = (entry / "environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmdline.startswith(b"ray::RunnerActor") and f"HOME={home}".encode() in environ:
-                found.append(int(entry.name))
-    return found
+    return processes_with(b"ray::RunnerActor", f"HOME={home}")
 
 
 def mapped_files(pid: int) -> str:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import anyio
+import anyio.abc
 
 from corral.errors import CorralError, InvalidRequest, RuntimeFailure, ServerBusy
 from corral.types import CompletionChunk, CompletionRequest
@@ -22,11 +23,21 @@ class PeerGone(Exception):
 
 
 def sole_error(group: BaseExceptionGroup) -> BaseException:
-    """The one error inside nested task-group wrappers, so a load failure reaches the user as the
-    CorralError it is; the group itself when it holds several."""
+    """The one error inside nested task-group wrappers; the group itself when it holds several."""
     while len(group.exceptions) == 1 and isinstance(group.exceptions[0], BaseExceptionGroup):
         group = group.exceptions[0]
     return group.exceptions[0] if len(group.exceptions) == 1 else group
+
+
+@asynccontextmanager
+async def task_group() -> AsyncIterator[anyio.abc.TaskGroup]:
+    """An anyio task group whose single error comes out as itself, not wrapped in an exception
+    group, so that a load failure reaches the user as the CorralError it is."""
+    try:
+        async with anyio.create_task_group() as group:
+            yield group
+    except BaseExceptionGroup as errors:
+        raise sole_error(errors) from None
 
 
 class Transport(Protocol):
@@ -96,17 +107,14 @@ class RunnerClient:
             with anyio.CancelScope(shield=True):
                 await client._stop()
             raise
-        try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(client._read)
-                try:
-                    yield client
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await client._stop()
-                    group.cancel_scope.cancel()
-        except BaseExceptionGroup as errors:
-            raise sole_error(errors) from None
+        async with task_group() as group:
+            group.start_soon(client._read)
+            try:
+                yield client
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await client._stop()
+                group.cancel_scope.cancel()
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .client import PeerGone, sole_error
+from .client import PeerGone, task_group
 from .codec import decode, encode
 
 log = logging.getLogger(__name__)
@@ -43,17 +43,14 @@ async def open_pipe(process: anyio.abc.Process, *, name: str) -> AsyncIterator[P
     """A transport over ``process``'s pipes (e.g. from :func:`start_runner`); the process is
     ended on exit."""
     transport = PipeTransport(process, name)
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(transport._read_stderr)
-            try:
-                yield transport
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await transport.close()
-                group.cancel_scope.cancel()
-    except BaseExceptionGroup as errors:
-        raise sole_error(errors) from None
+    async with task_group() as group:
+        group.start_soon(transport._read_stderr)
+        try:
+            yield transport
+        finally:
+            with anyio.CancelScope(shield=True):
+                await transport.close()
+            group.cancel_scope.cancel()
 
 
 class PipeTransport:
