@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from corral.sdk.runner import Output
+
 
 class RequestError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
@@ -86,7 +88,7 @@ class Completion:
             self.first_token_at = time.perf_counter_ns()
         return False
 
-    def step(self, out: Any) -> bool:
+    def step(self, out: Output) -> bool:
         """Advance by one token; return True when the completion has finished."""
         if self.zero_budget:
             self.finish(out, "length")
@@ -107,7 +109,7 @@ class Completion:
             return True
         return False
 
-    def send_text(self, out: Any, now: int) -> None:
+    def send_text(self, out: Output, now: int) -> None:
         """Send what was generated since the last piece: every token when the model is slower
         than the interval, a few tokens joined when it is faster (one wake-up per piece, not per
         token, all the way to the client)."""
@@ -116,7 +118,7 @@ class Completion:
             self.unsent = ""
             self.last_sent = now
 
-    def finish(self, out: Any, reason: str) -> None:
+    def finish(self, out: Output, reason: str) -> None:
         now = time.perf_counter_ns()
         self.send_text(out, now)
         first = self.first_token_at or now
@@ -129,7 +131,7 @@ class Completion:
             "context": [int(token) for token in self.llm.input_ids[: self.llm.n_tokens]],
         })
 
-    def cancel(self, out: Any) -> None:
+    def cancel(self, out: Output) -> None:
         close = getattr(self.iterator, "close", None)
         if close:
             close()
@@ -173,7 +175,7 @@ class Runner:
         llm = self.slots[0]
         return {"op": "ready", "n_ctx": llm.n_ctx(), "slots": len(self.slots)}
 
-    def handle(self, message: dict[str, Any], out: Any) -> bool:
+    def handle(self, message: dict[str, Any], out: Output) -> bool:
         """Act on one request; return False to stop the runner."""
         op = message.get("op")
         if op == "shutdown":
@@ -221,7 +223,7 @@ class Runner:
         vectors = llm.embed(inputs, normalize=False, truncate=True) if inputs else []
         return {"embeddings": vectors, "tokens": total}
 
-    def step_all(self, out: Any) -> None:
+    def step_all(self, out: Output) -> None:
         for request_id, job in list(self.active.items()):
             try:
                 finished = job.step(out)

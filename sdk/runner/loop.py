@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 
 class Output(Protocol):
+    """Where an engine sends its messages; ``flush`` once per round of work."""
+
     def send(self, message: dict[str, Any]) -> None: ...
 
     def flush(self) -> None: ...
