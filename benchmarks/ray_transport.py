@@ -8,7 +8,9 @@ report). Both load the model first with the same options (temperature 0, a fixed
 threads), then runs alternate (pipe, ray, pipe, ray, ...) so machine noise spreads over both.
 Measured per run, where the text arrives: decode tokens/s (tokens after the first over the time
 from the first text chunk to the last) and time to first token. The summary gives ray/pipe decode
-(the median of per-pair ratios) and the added wall time per token, 1/ray - 1/pipe.
+(the median of per-pair ratios), the added wall time per token (1/ray - 1/pipe) and the CPU
+each side spends per token in the server, the bridge (Ray only) and the runner (its process, or
+the actor's).
 
 ``--interval`` is the runners' stream interval: 0 (the default) sends every token as its own
 message, the transport's worst case; 20 is corral's default coalescing.
@@ -85,17 +87,41 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[dict[str, Any]] = []
         for run in range(1, args.runs + 1):
             for name, side in sides.items():
+                before = cpu_by_role(side.server.pid, name)
                 row = side.complete(PROMPT, args.tokens)
-                row.update(side=name, run=run)
+                after = cpu_by_role(side.server.pid, name)
+                row.update(side=name, run=run, cpu_ms={role: (after[role] - before[role]) * 1000 / max(row["tokens"], 1)
+                                                         for role in after})
                 rows.append(row)
-                print(f"  run {run} {name:<5} decode {row['decode']:6.1f} tok/s  TTFT {row['ttft_ms']:7.1f} ms"
-                      f"  ({row['chunks']} chunks, {row['tokens']} tokens)", flush=True)
+                print(f"  run {run} {name:<5} decode {row['decode']:6.1f} tok/s (runner's own count "
+                      f"{row.get('server_rate', float('nan')):6.1f})  TTFT {row['ttft_ms']:7.1f} ms"
+                      f"  ({row['chunks']} chunks, {row['tokens']} tokens)  CPU ms/token "
+                      + ", ".join(f"{role} {ms:.2f}" for role, ms in row["cpu_ms"].items()), flush=True)
         report(rows)
     finally:
         ray_server.close()
         pipe_server.close()
         cluster.shutdown()
     return 0
+
+
+def cpu_by_role(server_pid: int, side: str) -> dict[str, float]:
+    """CPU seconds so far of the server, the bridge (Ray) and the runner (its process or actor)."""
+    from streaming import children, cpu_seconds
+
+    kids = children(server_pid)
+    if side == "pipe":  # the runner and an idle spare
+        return {"server": cpu_seconds(server_pid), "bridge": 0.0, "runner": sum(map(cpu_seconds, kids))}
+    actors = [entry.name for entry in Path("/proc").iterdir() if entry.name.isdigit() and _is_actor(entry)]
+    return {"server": cpu_seconds(server_pid), "bridge": sum(map(cpu_seconds, kids)),
+            "runner": sum(map(cpu_seconds, actors))}
+
+
+def _is_actor(entry: Path) -> bool:
+    try:
+        return (entry / "cmdline").read_bytes().startswith(b"ray::RunnerActor")
+    except OSError:
+        return False
 
 
 def report(rows: list[dict[str, Any]]) -> None:
@@ -111,6 +137,11 @@ def report(rows: list[dict[str, Any]]) -> None:
     print(f"ray/pipe decode (median of pairs): {statistics.median(ratios):.3f}")
     print(f"added wall time per token (median of pairs): {statistics.median(per_token_ms):.3f} ms")
     print(f"added time to first token (median of pairs): {statistics.median(added_ttft):.1f} ms")
+    for side in ("pipe", "ray"):
+        mine = [row["cpu_ms"] for row in rows if row["side"] == side]
+        parts = {role: statistics.median(cpu[role] for cpu in mine) for role in mine[0]}
+        print(f"CPU ms per token, {side} (medians): " + ", ".join(f"{role} {ms:.2f}" for role, ms in parts.items())
+              + f"; total {sum(parts.values()):.2f}")
 
 
 if __name__ == "__main__":
