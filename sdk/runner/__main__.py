@@ -1,7 +1,8 @@
-"""A runner process: ``python -m corral.sdk.runner [--preload=MODULE ...]``.
+"""A runner process: ``python -m corral.sdk.runner [--preload=MODULE ...] [--preload-delay=SECONDS]``.
 
-Imports the preload modules first (a warm spare waits here with llama.cpp imported), then reads
-the load message and requests as JSON lines on stdin and answers on stdout; logs go to stderr.
+Imports the preload modules first (a warm spare waits here with llama.cpp imported; with a delay,
+it imports them that many seconds later, or at once when its first message comes sooner), then
+reads the load message and requests as JSON lines on stdin and answers on stdout; logs go to stderr.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import queue
+import select
 import sys
 import threading
 from typing import Any, BinaryIO
@@ -34,9 +36,13 @@ class Output:
 def main() -> None:
     die_with_parent()
     stream = protocol_stream()
-    for argument in sys.argv[1:]:
-        if argument.startswith("--preload="):
-            importlib.import_module(argument.partition("=")[2])
+    options = [argument.partition("=") for argument in sys.argv[1:]]
+    delay = float(next((value for name, _, value in options if name == "--preload-delay"), 0))
+    if delay > 0:
+        select.select([sys.stdin], [], [], delay)  # returns early when the load message comes
+    for name, _, module in options:
+        if name == "--preload":
+            importlib.import_module(module)
     inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
 
     def read() -> None:

@@ -28,13 +28,16 @@ MAX_LINE = 512 * 1024 * 1024
 SHUTDOWN_SECONDS = 5.0
 
 
-def runner_command(preload: Sequence[str] = ()) -> list[str]:
-    """The command line of a runner process that imports ``preload`` before its first message."""
-    return [sys.executable, "-m", RUNNER_MODULE, *(f"--preload={module}" for module in preload)]
+def runner_command(preload: Sequence[str] = (), delay: float = 0.0) -> list[str]:
+    """The command line of a runner process that imports ``preload`` before its first message,
+    ``delay`` seconds after it starts unless that message comes first."""
+    return [sys.executable, "-m", RUNNER_MODULE, *(f"--preload={module}" for module in preload),
+            *([f"--preload-delay={delay:g}"] if delay > 0 else [])]
 
 
-async def start_runner(preload: Sequence[str] = (), env: Mapping[str, str] | None = None) -> anyio.abc.Process:
-    return await anyio.open_process(runner_command(preload), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+async def start_runner(preload: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                       delay: float = 0.0) -> anyio.abc.Process:
+    return await anyio.open_process(runner_command(preload, delay), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, env=env)
 
 

@@ -13,13 +13,16 @@ from .pipe import start_runner
 
 class SpareRunners:
     """Keeps one idle runner process ready. :meth:`take` hands it over (or starts a fresh one when
-    there is none); :meth:`refill` starts the next, best once the taken one has loaded so the two
-    do not compete for the CPU; :meth:`aclose` ends the spare."""
+    there is none); :meth:`refill` starts the next, which imports its modules only ``delay``
+    seconds later, so that it does not take the CPU from the model just loaded while that answers
+    its first request; :meth:`aclose` ends the spare."""
 
-    def __init__(self, preload: Sequence[str], env: Mapping[str, str] | None = None, *, enabled: bool = True) -> None:
+    def __init__(self, preload: Sequence[str], env: Mapping[str, str] | None = None, *, enabled: bool = True,
+                 delay: float = 2.0) -> None:
         self.preload = tuple(preload)
         self.env = env
         self.enabled = enabled
+        self.delay = delay
         self.spare: anyio.abc.Process | None = None
         self.closed = False
 
@@ -33,7 +36,7 @@ class SpareRunners:
 
     async def refill(self) -> None:
         if self.enabled and self.spare is None and not self.closed:
-            self.spare = await start_runner(self.preload, self.env)
+            self.spare = await start_runner(self.preload, self.env, self.delay)
 
     async def aclose(self) -> None:
         self.closed = True
