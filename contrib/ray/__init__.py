@@ -12,8 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from corral import RuntimeFailure, RuntimeSpec, SettingSpec, hookimpl
-from corral.settings import parse_count, parse_string
+from corral import RuntimeFailure, RuntimeSpec, SettingSpec, hookimpl, parse_count, parse_string
 
 _clusters: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 """Each kernel's connection to the cluster, made by its lifespan and used by its runtime."""

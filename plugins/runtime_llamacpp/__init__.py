@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from corral import QuantizerSpec, RuntimeSpec, SettingSpec, hookimpl
-from corral.settings import parse_bool
+from corral import QuantizerSpec, RuntimeSpec, SettingSpec, hookimpl, parse_bool
 
 _spares: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 """The warm spare runners of each kernel, shared by its lifespan and its runtime."""

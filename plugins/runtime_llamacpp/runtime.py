@@ -10,9 +10,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from corral.errors import RuntimeFailure
+from corral import LoadSpec, RuntimeFailure
 from corral.sdk.runner import RunnerClient, RunnerSpec, SpareRunners, open_pipe
-from corral.types import LoadSpec
 
 log = logging.getLogger(__name__)
 

@@ -9,21 +9,21 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 
-from corral.durations import FOREVER
-from corral.errors import InvalidRequest, ModelNotFound
-from corral.inference import (
-    ChatRequest,
-    EmbedRequest,
-    GenerateRequest,
-    Metrics,
-    Reply,
+from corral import FOREVER, ChatRequest, EmbedRequest, GenerateRequest, InvalidRequest, Metrics, ModelNotFound, Reply
+from corral.sdk.http import (
+    Fields,
     check_think,
+    checked_model_name,
+    json_response,
+    kernel,
+    ndjson_stream,
+    now_utc,
     parse_keep_alive_value,
+    read_json,
+    rfc3339,
 )
-
-from .http import Fields, checked_model_name, json_response, ndjson_stream, now_utc, read_json, rfc3339
 
 blueprint = Blueprint("ollama_inference", __name__)
 
@@ -31,7 +31,7 @@ GO_FOREVER = dt.timedelta(microseconds=(2**63 - 1) // 1000)
 
 
 def inference() -> Any:
-    return current_app.extensions["corral.kernel"].inference
+    return kernel().inference
 
 
 def _not_found(name: str) -> ModelNotFound:
@@ -221,7 +221,7 @@ async def embeddings() -> Response:
 
 @blueprint.route("/api/ps", methods=["GET"])
 async def ps() -> Response:
-    scheduler = current_app.extensions["corral.kernel"].scheduler
+    scheduler = kernel().scheduler
     models = []
     now = dt.datetime.now().astimezone()
     for entry in scheduler.loaded():
