@@ -1,8 +1,9 @@
 """contrib/ray on a real Ray cluster on this machine: every node a process on 127.0.0.1.
 
-The cluster has a head that runs no models and two one-CPU worker nodes; node "far" has the
-server's store hidden (an empty tmpfs over it, in a mount namespace of its own), as a machine that
-shares nothing with the server. Models ask for one CPU, so two models need both nodes.
+The cluster has a head that runs no models and two worker nodes with two CPUs each; the second
+has the server's store hidden (an empty tmpfs over it, in a mount namespace of its own), as a
+machine that shares nothing with the server. Models ask for one CPU, so either node has room for
+two: with OLLAMA_MAX_LOADED_MODELS=1 counting per node, two models still go to two nodes.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def env(home: Path) -> dict[str, str]:
 def cluster(env: dict[str, str], store: Path) -> Iterator[LoopbackCluster]:
     with loopback_cluster(env) as cluster:
         cluster.start_head(num_cpus=0)
-        cluster.add_node(num_cpus=1)
-        cluster.add_node(num_cpus=1, hide=(store,))
+        cluster.add_node(num_cpus=2)
+        cluster.add_node(num_cpus=2, hide=(store,))
         yield cluster
 
 
@@ -91,18 +92,24 @@ def generate(url: str, model: str, **options: object) -> dict:
     return {"status": response.status_code, **response.json()}
 
 
-def test_cold_start_two_models_on_two_nodes_one_fetching_the_blob(
+def test_cold_start_two_models_on_two_nodes_one_fetching_the_blob_max_loaded_per_node(
         cluster: LoopbackCluster, env: dict[str, str], store: Path, config: Path, home: Path) -> None:
     digest = max((store / "blobs").glob("sha256-*"), key=lambda path: path.stat().st_size).name  # the GGUF
     cached = home / ".cache" / "corral" / "blobs" / digest
     assert not cached.exists()
-    server_env = ray_env(env, store, config, cluster.address, OLLAMA_MAX_LOADED_MODELS="2")
+    server_env = ray_env(env, store, config, cluster.address)  # OLLAMA_MAX_LOADED_MODELS=1, per node
     with running_server(server_env, timeout=120) as url:
         first = generate(url, "smol")
         second = generate(url, "other")
         assert "Paris" in first["response"] and "Paris" in second["response"]
         models = HTTP.get(f"{url}/api/ps").json()["models"]
-        assert sorted(m["name"] for m in models) == ["other:latest", "smol:latest"]
+        assert sorted((m["name"], m["node"]) for m in models) == [("other:latest", "127.0.0.1"),
+                                                                  ("smol:latest", "127.0.0.1")]
+        shown = subprocess.run([sys.executable, "-c", "from corral.plugins.cli import main; main()", "ps"],
+                               env={**env, "OLLAMA_HOST": url}, capture_output=True, text=True, timeout=60)
+        header, *rows = shown.stdout.splitlines()
+        assert header.split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL", "NODE"]
+        assert len(rows) == 2 and all(row.split()[-1] == "127.0.0.1" for row in rows)
         pids = runner_actor_pids(home)
         assert len(pids) == 2
         # One actor maps the server's store, the other the copy its node fetched and verified.
