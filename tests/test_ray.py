@@ -156,7 +156,9 @@ def test_a_lost_cluster_gives_clear_errors_and_its_return_resumes_service(
 
             started = time.monotonic()
             refused = generate(url, "smol")
-            assert refused["status"] == 500 and "no Ray node took the model" in refused["error"]
+            # Placed nowhere; or, before Ray has noticed the node is gone, on it, where it died at once.
+            assert refused["status"] == 500 and ("no Ray node took the model" in refused["error"]
+                                                 or "the Ray actor for the model died" in refused["error"])
             assert time.monotonic() - started < 60
 
             cluster.stop()  # the whole cluster

@@ -51,20 +51,31 @@ class Host:
         self.start = start
         self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.actor: Any = None
+        self.chosen: str | None = None
         self.where: dict[str, str] = {}
 
     def say(self, message: dict[str, Any]) -> None:
         self.bridge.relay.write(self.channel, [message])
 
     async def run(self) -> None:
-        try:
-            paths = await self._place()
-        except Exception as error:
-            self.say({"op": "failed", "error": describe(error)})
-            await self._wait_for_close()
-            await self._kill()
-            self.say({"op": "gone", "reason": "not started"})
-            return
+        import ray
+
+        avoid: set[str] = set()
+        while True:
+            try:
+                paths = await self._place(avoid)
+                break
+            except Exception as error:
+                await self._kill()
+                if isinstance(error, ray.exceptions.RayActorError) and self.chosen and self.chosen not in avoid:
+                    avoid.add(self.chosen)  # its node went away as the model arrived: try another once
+                    continue
+                died = isinstance(error, ray.exceptions.RayActorError)
+                self.say({"op": "failed", "error": ("the Ray actor for the model died as it started: " if died else "")
+                          + describe(error)})
+                await self._wait_for_close()
+                self.say({"op": "gone", "reason": "not started"})
+                return
         sequence = 0
         pump = asyncio.create_task(self._pump())
         reason = ""
@@ -92,7 +103,7 @@ class Host:
             await self._kill()
             self.say({"op": "gone", "reason": reason or "closed"})
 
-    async def _place(self) -> dict[str, str]:
+    async def _place(self, avoid: set[str]) -> dict[str, str]:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -102,7 +113,7 @@ class Host:
         options: dict[str, Any] = {"num_cpus": start["num_cpus"], "resources": start.get("resources") or {}}
         if start.get("gpu") and ray.cluster_resources().get("GPU", 0) > 0:
             options["num_gpus"] = 1
-        node = self.bridge.choose_node(options, start.get("max_per_node") or 1)
+        node = self.chosen = self.bridge.choose_node(options, start.get("max_per_node") or 1, avoid)
         # Soft: should that node be busy with other work, Ray may still place the model elsewhere.
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True) if node else "SPREAD"
         self.actor = RunnerActor.options(**options).remote()
@@ -159,10 +170,10 @@ class Bridge:
         elif channel in self.hosts:
             self.hosts[channel].incoming.put_nowait(message)
 
-    def choose_node(self, options: dict[str, Any], max_per_node: int) -> str | None:
-        """The node for the next model: alive, big enough, with the fewest of this server's models
-        (OLLAMA_MAX_LOADED_MODELS counts per node). None when no node is big enough now (Ray then
-        waits for one, e.g. from an autoscaler)."""
+    def choose_node(self, options: dict[str, Any], max_per_node: int, avoid: set[str]) -> str | None:
+        """The node for the next model: alive, not in ``avoid``, big enough, with the fewest of this
+        server's models (OLLAMA_MAX_LOADED_MODELS counts per node). None when no node is big enough
+        now (Ray then waits for one, e.g. from an autoscaler)."""
         import ray
 
         needs = {"CPU": options["num_cpus"], **options["resources"]}
@@ -170,7 +181,7 @@ class Bridge:
             needs["GPU"] = options["num_gpus"]
         counts = Counter(host.where.get("node_id") for host in self.hosts.values() if host.where)
         fits = [node for node in ray.nodes()
-                if node["Alive"] and all(node["Resources"].get(name, 0) >= amount for name, amount in needs.items())]
+                if node["Alive"] and node["NodeID"] not in avoid and all(node["Resources"].get(name, 0) >= amount for name, amount in needs.items())]
         free = [node for node in fits if counts[node["NodeID"]] < max_per_node]
         if fits and not free:
             raise RuntimeError(f"every Ray node that fits the model already runs {max_per_node} "
