@@ -231,15 +231,19 @@ def copy_with_progress(report: Reporter, read: Callable[[int], bytes], target: P
 # -- into the store ------------------------------------------------------------------------------
 
 
-async def add_file(kernel: Any, path: Path, expected: str | None) -> str:
-    """Stream a local file into the store as a blob, verified against ``expected`` when given."""
+async def add_file(kernel: Any, path: Path, expected: str | None, hold: Any) -> str:
+    """Stream a local file into the store as a blob, verified against ``expected`` when given,
+    and held from collection (``ModelStore.holding``) until the pull's manifest names it."""
 
     async def chunks() -> AsyncIterator[bytes]:
         async with await anyio.open_file(path, "rb") as handle:
             while chunk := await handle.read(CHUNK):
                 yield chunk
 
+    if expected is not None:
+        hold.add(expected)
     digest, _size = await kernel.store.add_blob(chunks(), expected)
+    hold.add(digest)
     return digest
 
 

@@ -102,22 +102,23 @@ class ModelScopeSource:
         chosen, is_gguf = model_import.repository_files(ref, files, name)
 
         folder = model_import.downloads_dir(self.kernel, "modelscope", ref.namespace, ref.model)
-        stored: dict[str, str] = {}
-        for path in chosen:
-            entry = files[path]
-            partial = folder / (path.replace("/", "--") + ".partial")
-            async for progress in model_import.in_thread(self._download, ref.repository, entry, partial, name):
+        async with self.kernel.store.holding() as hold:  # the blobs stay until the model names them
+            stored: dict[str, str] = {}
+            for path in chosen:
+                entry = files[path]
+                partial = folder / (path.replace("/", "--") + ".partial")
+                async for progress in model_import.in_thread(self._download, ref.repository, entry, partial, name):
+                    yield progress
+                yield Progress(status="verifying sha256 digest")
+                expected = f"sha256:{entry.sha256}" if entry.sha256 else None
+                try:
+                    stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, partial, expected, hold)
+                except DigestMismatch as error:
+                    raise DigestMismatch(f"{name}: {path}: {error}") from None
+                finally:
+                    partial.unlink(missing_ok=True)  # in the store now, or corrupt: never resumed from
+            async for progress in model_import.create_from(self.kernel, str(ref), stored):
                 yield progress
-            yield Progress(status="verifying sha256 digest")
-            expected = f"sha256:{entry.sha256}" if entry.sha256 else None
-            try:
-                stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, partial, expected)
-            except DigestMismatch as error:
-                raise DigestMismatch(f"{name}: {path}: {error}") from None
-            finally:
-                partial.unlink(missing_ok=True)  # in the store now, or corrupt: never resumed from
-        async for progress in model_import.create_from(self.kernel, str(ref), stored):
-            yield progress
 
     async def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
         raise InvalidRequest(f"{ref.display}: pushing to ModelScope is not supported")

@@ -169,22 +169,24 @@ class OllamaSource:
             except StoreError as error:
                 raise PullError(f"pull model manifest: the registry sent an invalid manifest: "
                                 f"{error.message.removeprefix('corrupt manifest from the registry: ')}") from None
-            seen: set[str] = set()
-            for layer in [*manifest.layers, manifest.config]:
-                if layer.digest in seen:
-                    continue
-                seen.add(layer.digest)
-                async for item in self._pull_blob(registry, layer, partials, cancel):
-                    yield item
-            if partials:
-                yield Progress(status="verifying sha256 digest")
-                for partial in partials:
-                    await anyio.to_thread.run_sync(partial.verify)
-                for partial in list(partials):
-                    await anyio.to_thread.run_sync(partial.commit)
-                    partials.remove(partial)
-            yield Progress(status="writing manifest")
-            await store.put_raw(ref, raw)
+            # blobs present now (shared with other models) stay until the manifest names them
+            async with store.holding(manifest.digests):
+                seen: set[str] = set()
+                for layer in [*manifest.layers, manifest.config]:
+                    if layer.digest in seen:
+                        continue
+                    seen.add(layer.digest)
+                    async for item in self._pull_blob(registry, layer, partials, cancel):
+                        yield item
+                if partials:
+                    yield Progress(status="verifying sha256 digest")
+                    for partial in partials:
+                        await anyio.to_thread.run_sync(partial.verify)
+                    for partial in list(partials):
+                        await anyio.to_thread.run_sync(partial.commit)
+                        partials.remove(partial)
+                yield Progress(status="writing manifest")
+                await store.put_raw(ref, raw)
             yield Progress(status="success")
         finally:
             cancel.set()
