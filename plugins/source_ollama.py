@@ -77,12 +77,14 @@ def resolve_reference(reference: str, settings: Any) -> str | None:
 
 def _settings(kernel: Any) -> Any:
     from .ollama_registry import TransferSettings
+    from .outbound import Policy
 
     plugin = kernel.settings.plugin
     min_part = plugin["registry.min_part_size"]
     return TransferSettings(stall_timeout=plugin["registry.stall_timeout"], retries=plugin["registry.retries"],
                             backoff=plugin["registry.backoff"], min_part_size=min_part,
-                            max_part_size=max(min_part, 1_000_000_000), max_parts=plugin["registry.max_parts"])
+                            max_part_size=max(min_part, 1_000_000_000), max_parts=plugin["registry.max_parts"],
+                            policy=Policy.of(kernel))
 
 
 async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:

@@ -1,0 +1,196 @@
+"""An Ollama registry that is hostile or unreachable: bombs, lies, redirects it has no business
+making, and failures no retry can mend. Pulls and pushes through the kernel's ollama source, as
+/api/pull and /api/push drive them, against tests/fake_registry.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import tracemalloc
+from pathlib import Path
+
+import anyio
+import pytest
+
+from corral import InvalidRequest, PullError, parse_reference
+from corral.kernel import Kernel
+from fake_registry import FakeRegistry, gzip_bomb
+from ollama_store import ollama_model
+
+REPO = "library/tiny"
+CONFIG = """\
+[registry]
+stall_timeout = 5
+backoff = {backoff}
+retries = {retries}
+[sources]
+block_private_addresses = {block}
+"""
+
+
+def make_kernel(tmp_path: Path, *, retries: int = 3, backoff: float = 0.05, block: bool = False) -> Kernel:
+    config = tmp_path / "corral.toml"
+    config.write_text(CONFIG.format(retries=retries, backoff=backoff, block=str(block).lower()))
+    environ = {"HOME": str(tmp_path), "OLLAMA_MODELS": str(tmp_path / "models"), "CORRAL_CONFIG": str(config),
+               "PATH": os.environ.get("PATH", "")}
+    return Kernel.create(environ=environ, load_entry_points=False)
+
+
+@pytest.fixture
+def registry(tmp_path: Path):
+    publisher = tmp_path / "publisher"
+    ollama_model(publisher, ("registry.ollama.ai", "library", "tiny", "latest"), os.urandom(300_000),
+                 template="{{ .Prompt }}", system="Be brief.")
+    fake = FakeRegistry(root=tmp_path / "registry-blobs").start()
+    fake.publish_store(publisher, ("registry.ollama.ai", "library", "tiny", "latest"), REPO, "latest")
+    yield fake
+    fake.stop()
+
+
+def pull(kernel: Kernel, name: str, *, insecure: bool = True) -> list:
+    async def run() -> list:
+        source = kernel.source_for(name)
+        return [item async for item in source.pull(parse_reference(name), insecure=insecure)]
+
+    return anyio.run(run)
+
+
+def push(kernel: Kernel, name: str) -> list:
+    async def run() -> list:
+        source = kernel.source_for(name)
+        return [item async for item in source.push(parse_reference(name), insecure=True)]
+
+    return anyio.run(run)
+
+
+def store_is_empty(tmp_path: Path) -> bool:
+    models = tmp_path / "models"
+    return not (models / "manifests").exists() and not [
+        path for path in (models / "blobs").glob("sha256-*") if not path.name.endswith("partial")
+    ] if (models / "blobs").exists() else not (models / "manifests").exists()
+
+
+# -- bombs and long answers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["manifest", "token", "error"])
+def test_a_gzip_bomb_is_read_only_up_to_its_limit(tmp_path: Path, registry: FakeRegistry, where: str) -> None:
+    registry.bomb = where
+    gzip_bomb(registry.bomb_size)  # made before the measurement
+    kernel = make_kernel(tmp_path)
+    tracemalloc.start()
+    try:
+        with pytest.raises(PullError) as caught:
+            pull(kernel, f"{registry.host}/{REPO}")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 48 * 1024 * 1024, f"{peak} bytes held for a {registry.bomb_size}-byte bomb"
+    message = caught.value.message
+    assert len(message) < 300 and "\n" not in message and "\x00" not in message
+    assert store_is_empty(tmp_path)
+
+
+def test_an_error_body_reaches_the_client_only_as_a_short_clean_summary(tmp_path: Path, registry: FakeRegistry) -> None:
+    registry.error_text = json.dumps({"errors": [{"code": "DENIED", "message": "\x1b[31mred\x1b[0m\nforged: line\r"
+                                                                               + "x" * 10_000}]})
+    with pytest.raises(PullError) as caught:
+        pull(make_kernel(tmp_path), f"{registry.host}/{REPO}")
+    message = caught.value.message
+    assert message.startswith("pull model manifest: 400: red forged: line xxx")
+    assert len(message) <= 260 and "\x1b" not in message and "\n" not in message and "\r" not in message
+    assert message.endswith("…")
+
+
+# -- lies -------------------------------------------------------------------------------------------
+
+
+def test_a_registry_lying_about_a_blobs_size_is_not_retried_and_stores_nothing(tmp_path: Path,
+                                                                               registry: FakeRegistry) -> None:
+    manifest = json.loads(registry.manifests[(REPO, "latest")])
+    model = manifest["layers"][0]
+    registry.lie[model["digest"]] = model["size"] * 10
+    kernel = make_kernel(tmp_path, retries=6, backoff=1)
+    started = time.monotonic()
+    with pytest.raises(PullError, match=f"the registry says the blob has {model['size'] * 10} bytes"):
+        pull(kernel, f"{registry.host}/{REPO}")
+    assert time.monotonic() - started < 5
+    assert not (tmp_path / "models" / "manifests").exists()
+
+
+# -- what is never retried -----------------------------------------------------------------------------
+
+
+def test_a_name_that_does_not_resolve_fails_at_once_and_the_log_names_the_limit_in_force(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    kernel = make_kernel(tmp_path, retries=6, backoff=1)
+    ollama_model(tmp_path / "models", ("corral-test.invalid", "me", "tiny", "latest"), b"weights")
+    started = time.monotonic()
+    with pytest.raises(PullError, match="host not found"):
+        push(kernel, "corral-test.invalid/me/tiny")
+    assert time.monotonic() - started < 5  # it was 63 s: six retries with backoff
+    with pytest.raises(PullError, match="host not found"):
+        pull(kernel, "corral-test.invalid/me/other")
+
+    # a failure worth retrying says which retry of how many, with the limit that applies (the
+    # manifest is tried at most twice again, whatever registry.retries says)
+    dead = FakeRegistry(root=tmp_path / "dead").start()
+    host = dead.host
+    dead.stop()
+    with caplog.at_level(logging.INFO, logger="corral.registry"), pytest.raises(PullError, match="max retries"):
+        pull(kernel, f"{host}/{REPO}")
+    lines = [record.getMessage() for record in caplog.records if "retry" in record.getMessage()]
+    assert lines and all(" of 2 in " in line for line in lines), lines
+
+
+def test_plain_http_without_insecure_is_a_bad_request(tmp_path: Path) -> None:
+    kernel = make_kernel(tmp_path)
+    with pytest.raises(InvalidRequest, match="insecure protocol http"):
+        pull(kernel, "http://127.0.0.1:1/library/x", insecure=False)
+
+
+# -- redirects ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("target", "reason"), [
+    ("ftp://{cdn}/blobs/{digest}", "refusing a redirect to a ftp: URL"),
+    ("file:///etc/passwd", "refusing a redirect to a file: URL"),
+])
+def test_blob_redirects_go_only_to_http_urls(tmp_path: Path, registry: FakeRegistry, target: str, reason: str) -> None:
+    registry.redirect_to = target
+    kernel = make_kernel(tmp_path)
+    with pytest.raises(InvalidRequest, match=reason):
+        pull(kernel, f"{registry.host}/{REPO}")
+    assert not (tmp_path / "models" / "manifests").exists()
+
+
+def test_the_registry_token_never_follows_a_redirect_to_another_host(tmp_path: Path, registry: FakeRegistry) -> None:
+    registry.redirect_to = "http://localhost:%d/blobs/{digest}" % registry.cdn_port
+    pull(make_kernel(tmp_path), f"{registry.host}/{REPO}")
+    cdn = [request for request in registry.requests if request["cdn"]]
+    assert cdn and all(request["authorization"] is None for request in cdn)
+    assert any(request["authorization"] for request in registry.requests if not request["cdn"])
+
+
+# -- where connections may go ---------------------------------------------------------------------------
+
+
+def test_private_addresses_are_refused_when_the_setting_says_so(tmp_path: Path, registry: FakeRegistry) -> None:
+    with pytest.raises(InvalidRequest, match=r"refusing to connect to 127\.0\.0\.1: a loopback address; "
+                                             r"sources.block_private_addresses is on"):
+        pull(make_kernel(tmp_path, block=True), f"{registry.host}/{REPO}")
+    assert not [request for request in registry.requests]  # not one byte went there
+    with pytest.raises(InvalidRequest, match=r"refusing to connect to localhost \((127\.0\.0\.1|::1)\): a loopback"):
+        pull(make_kernel(tmp_path, block=True), f"localhost:{registry.port}/{REPO}")
+    assert pull(make_kernel(tmp_path), f"{registry.host}/{REPO}")[-1].status == "success"  # off by default
+
+
+def test_a_redirect_to_a_private_address_is_refused_at_that_hop(tmp_path: Path, registry: FakeRegistry,
+                                                                 no_outside_traffic: list) -> None:
+    registry.redirect_to = "http://metadata.test/latest/meta-data/{digest}"
+    with pytest.raises(InvalidRequest, match=r"refusing to connect to metadata\.test \(169\.254\.169\.254\): "
+                                             r"a link-local address"):
+        pull(make_kernel(tmp_path), f"{registry.host}/{REPO}")  # link-local: refused with the setting off
+    assert no_outside_traffic == []
