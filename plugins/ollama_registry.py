@@ -14,7 +14,6 @@ import hashlib
 import logging
 import os
 import re
-import socket
 import sys
 import threading
 import time
@@ -212,7 +211,7 @@ class Registry:
             except (httpx.TransportError, RegistryError, Retry) as error:
                 if isinstance(error, RegistryError) and not error.retryable:
                     raise
-                if isinstance(error, httpx.TransportError) and _hopeless(error):
+                if isinstance(error, httpx.TransportError) and outbound.hopeless(error):
                     raise PullError(f"{what}: {failure_reason(error)}") from None
                 if progress is not None and progress() > before:
                     failures = 0
@@ -288,15 +287,3 @@ class Registry:
 
 class Retry(Exception):
     """A failed attempt worth repeating (a stall, a short read, a dropped connection)."""
-
-
-def _hopeless(error: httpx.TransportError) -> bool:
-    """A failure no retry can mend: a name that does not resolve, a scheme httpx cannot speak."""
-    if isinstance(error, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
-        return True
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, socket.gaierror):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False

@@ -158,6 +158,51 @@ def transport(policy: Policy, **options: Any) -> Any:
     return guard_transport(httpx.HTTPTransport(**options), policy)
 
 
+def hub_transport(module: Any, policy: Policy, *, credentials_host: str, bounded: Any) -> Any:
+    """A transport for a client a library drives (huggingface-hub's httpx2 client), enforcing the
+    policy whatever the library does: guarded connections, plain (uncompressed) answers, answers
+    for which ``bounded(request)`` is true (listings) and redirect bodies capped at
+    ``policy.max_metadata_bytes``, and no Authorization header to any host but ``credentials_host``."""
+    inner = guard_transport(module.HTTPTransport(), policy)
+    limit = policy.max_metadata_bytes
+
+    class Capped(module.SyncByteStream):  # type: ignore[misc, name-defined]
+        def __init__(self, stream: Any, what: str) -> None:
+            self.stream, self.what = stream, what
+
+        def __iter__(self) -> Iterator[bytes]:
+            seen = 0
+            for chunk in self.stream:
+                seen += len(chunk)
+                if seen > limit:
+                    raise BodyTooLarge(f"{self.what}: the answer is larger than {limit} bytes")
+                yield chunk
+
+        def close(self) -> None:
+            self.stream.close()
+
+    class HubTransport(module.BaseTransport):  # type: ignore[misc, name-defined]
+        def handle_request(self, request: Any) -> Any:
+            if (request.url.host or "").lower() != credentials_host.lower():
+                request.headers.pop("Authorization", None)
+                request.headers.pop("Cookie", None)
+            request.headers["Accept-Encoding"] = "identity"
+            response = inner.handle_request(request)
+            encoding = response.headers.get("content-encoding", "").strip().lower()
+            if encoding not in ("", "identity"):
+                response.close()
+                raise BodyTooLarge(f"{request.url.host} sent a {summary(encoding, 40)}-encoded answer "
+                                   "where a plain one was asked for")
+            if bounded(request) or 300 <= response.status_code < 400:
+                response.stream = Capped(response.stream, f"{request.url.host}{request.url.path}")
+            return response
+
+        def close(self) -> None:
+            inner.close()
+
+    return HubTransport()
+
+
 # -- which redirects are followed ----------------------------------------------------------------
 
 
@@ -168,6 +213,19 @@ def check_redirect(current: str, target: str) -> None:
         raise RedirectRefused(f"refusing a redirect to a {scheme or 'relative'}: URL (only http and https are followed)")
     if urlsplit(current).scheme.lower() == "https" and scheme == "http":
         raise RedirectRefused(f"refusing a redirect from https down to plain http ({summary(target, 100)})")
+
+
+def hopeless(error: BaseException) -> bool:
+    """A transport failure no retry can mend: a name that does not resolve, a scheme the client
+    cannot speak, a URL it cannot parse."""
+    if type(error).__name__ in ("UnsupportedProtocol", "InvalidURL"):
+        return True
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def same_host(first: str, second: str) -> bool:

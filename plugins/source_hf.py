@@ -4,7 +4,9 @@ The repository's GGUF files are listed, the one the tag names is picked (``Q4_K_
 as Ollama's integration does), downloaded with huggingface-hub (HF_ENDPOINT, HF_TOKEN and the
 user's Hugging Face cache all apply), verified against the sha256 the Hub lists, and stored as an
 Ollama model with its template and parameters. A repository with only safetensors weights goes
-through the converter. huggingface-hub is imported only when a pull starts.
+through the converter. huggingface-hub is imported only when a pull starts, and its client is
+built to the outbound policy (plugins/outbound.py): the token goes to the endpoint's host only,
+listings are read up to ``sources.max_metadata_bytes``, redirects only to http(s).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -30,11 +33,15 @@ from corral import (
     hookimpl,
 )
 
-from . import model_import
+from . import model_import, outbound
 from .model_import import Outcome, Reporter
 
 HOSTS = ("hf.co", "huggingface.co")
 REVISION = "main"
+MAX_LISTED_FILES = 100_000
+"""A repository listing longer than this is refused (the Hub pages listings: each page is capped
+by ``sources.max_metadata_bytes``, this bounds how many pages are read)."""
+_hub_client: list[Any] = [None]  # the (policy, endpoint) huggingface-hub's shared client was built for
 
 
 def _endpoint(value: Any) -> str:
@@ -126,14 +133,43 @@ class HuggingFaceSource:
 
     # -- in a worker thread -------------------------------------------------------------------
 
+    def _use_policy(self) -> None:
+        """Make huggingface-hub's shared client follow this kernel's outbound policy (it is one
+        client per process: rebuilt when the policy or the endpoint changes)."""
+        import httpx2
+        import huggingface_hub
+
+        policy = outbound.Policy.of(self.kernel)
+        if _hub_client[0] == (policy, self.endpoint):
+            return
+        host = urlsplit(self.endpoint).hostname or ""
+        try:
+            from huggingface_hub.utils._http import hf_request_event_hook
+            request_hooks = [hf_request_event_hook]
+        except ImportError:  # pragma: no cover - a huggingface-hub that moved it
+            request_hooks = []
+
+        def factory() -> Any:
+            return httpx2.Client(
+                follow_redirects=True, timeout=None,
+                event_hooks={"request": request_hooks, "response": [outbound.redirect_hook]},
+                transport=outbound.hub_transport(httpx2, policy, credentials_host=host,
+                                                 bounded=lambda request: request.url.path.startswith("/api/")))
+
+        huggingface_hub.set_client_factory(factory)
+        _hub_client[0] = (policy, self.endpoint)
+
     def _list(self, report: Reporter, repo_id: str, name: str) -> list[RepoFile]:
         from huggingface_hub import HfApi
 
         with self._errors(name, repo_id):
+            self._use_policy()
             api = HfApi(endpoint=self.endpoint, token=self.token)
             entries = api.list_repo_tree(repo_id, recursive=True, revision=REVISION)
             found = []
             for entry in entries:
+                if len(found) >= MAX_LISTED_FILES:
+                    raise PullError(f"{name}: {repo_id} lists more than {MAX_LISTED_FILES} files")
                 lfs = getattr(entry, "lfs", None)
                 if not hasattr(entry, "blob_id") or not model_import.safe_repo_path(entry.path):
                     continue
@@ -175,6 +211,7 @@ class HuggingFaceSource:
                 pass
 
         with self._errors(name, repo_id):
+            self._use_policy()
             local = Path(hf_hub_download(repo_id, entry.path, revision=REVISION, local_dir=folder,
                                          endpoint=self.endpoint, token=self.token, tqdm_class=Bar))
         if local.stat().st_size != entry.size:
@@ -222,8 +259,9 @@ class HuggingFaceSource:
 
 
 def _first_line(error: BaseException) -> str:
+    """What the Hub (or huggingface-hub about it) said, as a short clean summary."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return outbound.summary(text.splitlines()[0]) if text else type(error).__name__
 
 
 def _forget(folder: Path, path: str) -> None:
