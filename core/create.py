@@ -28,7 +28,7 @@ from .errors import InvalidDigest, InvalidName, InvalidRequest, ModelNotFound, S
 from .gguf import GGUFFile, human_number, read_gguf
 from .gotemplate.named import named_template
 from .gotemplate.ollama import PromptTemplate
-from .store import Hold
+from .store import Hold, using
 from .names import parse_reference, validate_digest
 from .types import (
     MEDIA_ADAPTER,
@@ -299,7 +299,7 @@ async def _from_safetensors(kernel: Any, files: Mapping[str, str], build: _Build
     store = kernel.store
     paths = {name: await _blob_file(store, digest, name) for name, digest in files.items()}
     models_folder = next(iter(paths.values())).parent.parent
-    with tempfile.TemporaryDirectory(prefix=".tmp-create-", dir=models_folder) as work:
+    with tempfile.TemporaryDirectory(prefix=".tmp-create-", dir=models_folder) as work, using(Path(work)):
         folder = Path(work) / "checkpoint"
         for name, path in paths.items():
             link = folder / name
@@ -441,16 +441,20 @@ async def _quantize(kernel: Any, wanted: str, build: _Build) -> AsyncIterator[Pr
 
 
 class temporary_file:
-    """A fresh ``.tmp-*`` path in ``folder`` (the store sweeps those if a crash leaves one),
-    removed on exit."""
+    """A fresh ``.tmp-*`` file in ``folder``, locked while in use (the store sweeps those nobody
+    holds, if a crash leaves one), removed on exit."""
 
     def __init__(self, folder: Path, suffix: str = "") -> None:
         self.path = folder / f".tmp-{uuid.uuid4().hex}{suffix}"
+        self._lock = using(self.path)
 
     async def __aenter__(self) -> Path:
+        self.path.touch()
+        self._lock.__enter__()
         return self.path
 
     async def __aexit__(self, *_exc: object) -> None:
+        self._lock.__exit__(None, None, None)
         self.path.unlink(missing_ok=True)
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import anyio
 import attrs
 
 from . import gojson
-from .errors import BlobNotFound, CorralError, InvalidDigest, ModelNotFound, StoreError
+from .errors import BlobNotFound, CorralError, InvalidDigest, ModelNotFound, NoSpace, StoreError
 from .interfaces import BlobStore
 from .names import ModelRef, parse_reference, validate_digest
 from .types import (
@@ -87,6 +89,36 @@ def decode_manifest(raw: bytes, where: str) -> Manifest:
 
 def manifest_digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+@contextmanager
+def using(path: Path) -> Iterator[None]:
+    """Hold a shared lock on a file or folder of a store on disk while working on it (partial
+    data, a temporary file, a work folder): the leftover sweep of any process leaves it alone.
+    Released when the block ends or the process dies."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+@attrs.frozen(kw_only=True)
+class Leftover:
+    """Partial data or a temporary file or folder a backend keeps beside the models."""
+
+    name: str
+    """Where, relative to the store's location."""
+    kind: str
+    """``partial download`` (resumable) or ``temporary``."""
+    size: int
+    """Bytes it takes on disk."""
+    modified: dt.datetime
+    in_use: bool
+    """Whether a process (a pull, a create, an upload) is working on it now."""
+    paths: tuple[str, ...] = ()
+    """Everything it consists of, relative to the store's location (the backend's business)."""
 
 
 @attrs.define(eq=False)
@@ -312,9 +344,40 @@ class ModelStore:
         finally:
             hold.release()
 
+    async def check_space(self, sizes: dict[str, int], what: str, *, copies: int = 1, already: int = 0) -> None:
+        """Refuse (NoSpace, before a byte is fetched) a download of the blobs ``sizes`` names that
+        the free space cannot hold; blobs present and partial data already reserved count as
+        done. ``copies``: how many times the bytes land on disk on the way (a hub download is
+        kept in ``.downloads`` until it is copied into the store: 2); ``already``: bytes of it
+        downloaded before, that the backend does not know of."""
+        free_bytes = getattr(self.blobs, "free_bytes", None)
+        if free_bytes is None:
+            return
+        needed = 0
+        for digest, size in sizes.items():
+            if await self.blobs.blob_size(digest) == size:
+                continue
+            reserved = getattr(self.blobs, "reserved_bytes", None)
+            needed += max(0, size * copies - (await reserved(digest) if reserved else 0))
+        needed = max(0, needed - already)
+        free = await free_bytes()
+        if needed > free:
+            raise NoSpace(f"{what}: not enough free space in {self.location}: it needs {_gb(needed)}, "
+                          f"{_gb(free)} is free (corral prune removes partial downloads)")
+
+    async def leftovers(self) -> list[Leftover]:
+        """Partial downloads and temporary files beside the models (``corral prune``)."""
+        found = getattr(self.blobs, "leftovers", None)
+        return sorted(await found(), key=lambda item: item.name) if found else []
+
+    async def remove_leftover(self, leftover: Leftover) -> bool:
+        """Remove one unless a process works on it by now; whether it went."""
+        return await self.blobs.remove_leftover(leftover)  # type: ignore[attr-defined]
+
     async def prune(self, older_than: float = STALE_SECONDS) -> int:
-        """Remove unreferenced blobs older than ``older_than`` seconds and abandoned temporary
-        files, as Ollama does at start-up (the age keeps a create or pull in flight safe)."""
+        """Remove unreferenced blobs older than ``older_than`` seconds (the age keeps an upload
+        waiting for its create safe), as Ollama does at start-up, and leftovers no process holds
+        (temporary files, partial data older than the backend's limit)."""
         removed = await self.blobs.cleanup(older_than)
         if self.noprune:
             return removed
@@ -394,3 +457,7 @@ class ModelStore:
         for digest in unused:
             await self.blobs.delete_blob(digest)
         return len(unused)
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"

@@ -33,6 +33,8 @@ from corral import (
     hookimpl,
 )
 
+from corral.store import using
+
 from . import model_import, outbound
 from .model_import import Outcome, Reporter
 
@@ -108,23 +110,27 @@ class HuggingFaceSource:
         chosen, is_gguf = model_import.repository_files(ref, files, name)
 
         folder = model_import.downloads_dir(self.kernel, "huggingface", ref.namespace, ref.model)
-        async with self.kernel.store.holding() as hold:  # the blobs stay until the model names them
-            stored: dict[str, str] = {}
-            for path in chosen:
-                entry = files[path]
-                local = Outcome()
-                async for progress in model_import.in_thread(self._download, repo_id, entry, folder, name, outcome=local):
-                    yield progress
-                yield Progress(status="verifying sha256 digest")
-                expected = f"sha256:{entry.sha256}" if entry.sha256 else None
-                try:
-                    stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, local.value, expected, hold)
-                except DigestMismatch as error:
+        await self.kernel.store.check_space(
+            {f"sha256:{files[path].sha256}": files[path].size for path in chosen if files[path].sha256}, name,
+            copies=2, already=sum(found.stat().st_size for found in folder.rglob("*") if found.is_file()))
+        with using(folder):
+            async with self.kernel.store.holding() as hold:  # the blobs stay until the model names them
+                stored: dict[str, str] = {}
+                for path in chosen:
+                    entry = files[path]
+                    local = Outcome()
+                    async for progress in model_import.in_thread(self._download, repo_id, entry, folder, name, outcome=local):
+                        yield progress
+                    yield Progress(status="verifying sha256 digest")
+                    expected = f"sha256:{entry.sha256}" if entry.sha256 else None
+                    try:
+                        stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, local.value, expected, hold)
+                    except DigestMismatch as error:
+                        _forget(folder, path)
+                        raise DigestMismatch(f"{name}: {path}: {error}") from None
                     _forget(folder, path)
-                    raise DigestMismatch(f"{name}: {path}: {error}") from None
-                _forget(folder, path)
-            async for progress in model_import.create_from(self.kernel, str(ref), stored):
-                yield progress
+                async for progress in model_import.create_from(self.kernel, str(ref), stored):
+                    yield progress
         shutil.rmtree(folder, ignore_errors=True)
 
     async def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:

@@ -33,6 +33,8 @@ from corral import (
     hookimpl,
 )
 
+from corral.store import using
+
 from . import model_import, outbound
 from .model_import import Outcome, Reporter
 
@@ -115,23 +117,27 @@ class ModelScopeSource:
             if files[path].sha256 is None:
                 raise PullError(f"{name}: {self.endpoint} lists no sha256 for {path}, so it cannot be verified: refused")
         folder = model_import.downloads_dir(self.kernel, "modelscope", ref.namespace, ref.model)
-        async with self.kernel.store.holding() as hold:  # the blobs stay until the model names them
-            stored: dict[str, str] = {}
-            for path in chosen:
-                entry = files[path]
-                partial = folder / (path.replace("/", "--") + ".partial")
-                async for progress in model_import.in_thread(self._download, ref.repository, entry, partial, name):
+        partials = [folder / (path.replace("/", "--") + ".partial") for path in chosen]
+        await self.kernel.store.check_space({f"sha256:{files[path].sha256}": files[path].size for path in chosen},
+                                            name, copies=2, already=sum(p.stat().st_size for p in partials if p.exists()))
+        with using(folder):
+            async with self.kernel.store.holding() as hold:  # the blobs stay until the model names them
+                stored: dict[str, str] = {}
+                for path in chosen:
+                    entry = files[path]
+                    partial = folder / (path.replace("/", "--") + ".partial")
+                    async for progress in model_import.in_thread(self._download, ref.repository, entry, partial, name):
+                        yield progress
+                    yield Progress(status="verifying sha256 digest")
+                    expected = f"sha256:{entry.sha256}" if entry.sha256 else None
+                    try:
+                        stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, partial, expected, hold)
+                    except DigestMismatch as error:
+                        raise DigestMismatch(f"{name}: {path}: {error}") from None
+                    finally:
+                        partial.unlink(missing_ok=True)  # in the store now, or corrupt: never resumed from
+                async for progress in model_import.create_from(self.kernel, str(ref), stored):
                     yield progress
-                yield Progress(status="verifying sha256 digest")
-                expected = f"sha256:{entry.sha256}" if entry.sha256 else None
-                try:
-                    stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, partial, expected, hold)
-                except DigestMismatch as error:
-                    raise DigestMismatch(f"{name}: {path}: {error}") from None
-                finally:
-                    partial.unlink(missing_ok=True)  # in the store now, or corrupt: never resumed from
-            async for progress in model_import.create_from(self.kernel, str(ref), stored):
-                yield progress
 
     async def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
         raise InvalidRequest(f"{ref.display}: pushing to ModelScope is not supported")

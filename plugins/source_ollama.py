@@ -171,6 +171,8 @@ class OllamaSource:
             except StoreError as error:
                 raise PullError(f"pull model manifest: the registry sent an invalid manifest: "
                                 f"{error.message.removeprefix('corrupt manifest from the registry: ')}") from None
+            await store.check_space({layer.digest: layer.size for layer in [*manifest.layers, manifest.config]},
+                                    "pull model")
             # blobs present now (shared with other models) stay until the manifest names them
             async with store.holding(manifest.digests):
                 seen: set[str] = set()

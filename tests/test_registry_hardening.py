@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 from corral import InvalidRequest, PullError, parse_reference
+from corral.errors import NoSpace
 from corral.kernel import Kernel
 from fake_registry import FakeRegistry, gzip_bomb
 from ollama_store import ollama_model
@@ -194,3 +195,44 @@ def test_a_redirect_to_a_private_address_is_refused_at_that_hop(tmp_path: Path, 
                                              r"a link-local address"):
         pull(make_kernel(tmp_path), f"{registry.host}/{REPO}")  # link-local: refused with the setting off
     assert no_outside_traffic == []
+
+
+# -- sizes a manifest claims -------------------------------------------------------------------------
+
+
+def claiming(registry: FakeRegistry, size: int) -> dict:
+    """Republish the model with its weights claimed to be ``size`` bytes."""
+    manifest = json.loads(registry.manifests[(REPO, "latest")])
+    manifest["layers"][0]["size"] = size
+    registry.manifests[(REPO, "latest")] = json.dumps(manifest).encode()
+    return manifest["layers"][0]
+
+
+def test_a_pull_that_cannot_fit_is_refused_before_a_byte_is_fetched(tmp_path: Path, registry: FakeRegistry) -> None:
+    import shutil
+
+    claimed = claiming(registry, shutil.disk_usage(tmp_path).free + 10**12)
+    with pytest.raises(NoSpace, match=r"pull model: not enough free space in .*: it needs [\d.]+ GB, [\d.]+ GB is free"):
+        pull(make_kernel(tmp_path), f"{registry.host}/{REPO}")
+    assert registry.bytes_served() == 0
+    blobs = tmp_path / "models" / "blobs"
+    assert not blobs.exists() or not list(blobs.glob(claimed["digest"].replace(":", "-") + "*"))
+
+
+def test_partial_data_a_failed_pull_reserved_can_be_pruned_and_ages_out(tmp_path: Path, registry: FakeRegistry) -> None:
+    """The finding: a manifest claiming 1 GiB with a blob that 404s left 1.1 GB for good."""
+    claimed = claiming(registry, 1 << 30)
+    registry.blob_file(claimed["digest"]).unlink()  # the blob 404s
+    with pytest.raises(Exception, match="file does not exist"):
+        pull(make_kernel(tmp_path), f"{registry.host}/{REPO}")
+    partial = tmp_path / "models" / "blobs" / (claimed["digest"].replace(":", "-") + "-partial")
+    assert partial.stat().st_size == 1 << 30  # reserved, and resumable by a later pull
+
+    kernel = make_kernel(tmp_path)
+    assert anyio.run(kernel.store.prune) == 0  # recent: kept for a resume
+    old = time.time() - 8 * 24 * 3600
+    os.utime(partial, (old, old))
+    for record in partial.parent.glob(partial.name + "-*"):
+        os.utime(record, (old, old))
+    assert anyio.run(kernel.store.prune) == 1  # no pull touched it for longer than store.partial_max_age
+    assert not list(partial.parent.glob(partial.name + "*"))
