@@ -161,7 +161,8 @@ class OllamaSource:
 
         store = self.kernel.store
         cancel = threading.Event()
-        registry = self._registry(ref, insecure, cancel)
+        # building an HTTP client (imports, TLS contexts) takes a while: not on the event loop
+        registry = await anyio.to_thread.run_sync(self._registry, ref, insecure, cancel)
         partials: list[Any] = []
         try:
             yield Progress(status="pulling manifest")
@@ -241,7 +242,8 @@ class OllamaSource:
         raw = read[0]
         manifest = decode_manifest(raw, found.display)
         cancel = threading.Event()
-        registry = self._registry(ref, insecure, cancel)
+        # building an HTTP client (imports, TLS contexts) takes a while: not on the event loop
+        registry = await anyio.to_thread.run_sync(self._registry, ref, insecure, cancel)
         try:
             for layer in [*manifest.layers, manifest.config]:
                 status, digest = f"pushing {_short(layer.digest)}", layer.digest
