@@ -111,6 +111,7 @@ class Registry:
                  tokens: dict[str, str], cancel: threading.Event | None = None) -> None:
         if ref.scheme == "http" and not insecure:
             raise InvalidRequest("insecure protocol http")
+        outbound.check_host(ref.host, ref.display)
         scheme = "http" if insecure else ref.scheme
         self.ref = ref
         self.base = f"{scheme}://{ref.host}"

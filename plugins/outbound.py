@@ -106,6 +106,23 @@ def refusal(address: str, *, block_private: bool) -> str | None:
     return "not a global address"
 
 
+def check_host(netloc: str, name: str) -> None:
+    """A 400 for a host (``host[:port]`` from a model name) no connection can be made to: a port
+    out of range, a label that is empty or too long for DNS."""
+    host, port = netloc, None
+    if not netloc.startswith("[") and netloc.count(":") == 1:
+        host, _, port = netloc.partition(":")
+    elif netloc.startswith("[") and "]:" in netloc:
+        host, _, port = netloc.rpartition(":")
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        raise InvalidRequest(f'invalid model name "{name}": port {summary(port, 20)!r} is not 1-65535')
+    if not host.startswith("["):
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise InvalidRequest(f'invalid model name "{name}": "{summary(host, 80)}" is not a valid host name') from None
+
+
 def check_address(host: str, address: str, *, block_private: bool) -> None:
     why = refusal(address, block_private=block_private)
     if why is not None:
@@ -226,11 +243,6 @@ def hopeless(error: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return False
-
-
-def same_host(first: str, second: str) -> bool:
-    a, b = urlsplit(first), urlsplit(second)
-    return (a.hostname or "").lower() == (b.hostname or "").lower() and a.port == b.port
 
 
 def redirect_hook(response: Any) -> None:

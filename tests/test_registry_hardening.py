@@ -236,3 +236,15 @@ def test_partial_data_a_failed_pull_reserved_can_be_pruned_and_ages_out(tmp_path
         os.utime(record, (old, old))
     assert anyio.run(kernel.store.prune) == 1  # no pull touched it for longer than store.partial_max_age
     assert not list(partial.parent.glob(partial.name + "*"))
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("localhost:99999/library/x", "port '99999' is not 1-65535"),
+    ("localhost:0/library/x", "port '0' is not 1-65535"),
+    ("host:port/library/x", "port 'port' is not 1-65535"),
+    ("x..y/library/x", '"x..y" is not a valid host name'),
+    ("a" * 70 + ".com/library/x", "is not a valid host name"),
+])
+def test_a_host_no_connection_can_be_made_to_is_a_bad_request(tmp_path: Path, name: str, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):  # these were 500s: a crash in the client library
+        pull(make_kernel(tmp_path), name)
