@@ -82,27 +82,39 @@ def test_a_resumed_modelscope_download_checks_the_range_before_appending(tmp_pat
     assert blob.read_bytes() == data
 
 
-def test_a_modelscope_listing_bomb_is_read_only_up_to_its_limit(tmp_path: Path) -> None:
+def bomb_peak(tmp_path: Path, hub: FakeModelScope | FakeHuggingFace, reference: str, error: str) -> int:
+    """Pull ``reference`` from a hub that answers its listing with a gzip bomb; the error must
+    match ``error``; return the most memory the pull held (tracemalloc)."""
     from fake_registry import gzip_bomb
 
-    hub = FakeModelScope(repos={MS_REPO: {GGUF: not_a_gguf()}})
     gzip_bomb(BOMB)
     with hub.running():
         hub.faults.bomb = BOMB
+        endpoint = {"HF_ENDPOINT" if isinstance(hub, FakeHuggingFace) else "MODELSCOPE_DOMAIN": hub.url}
+        kernel = make_kernel(tmp_path, **endpoint)
         tracemalloc.start()
         try:
-            with pytest.raises(PullError, match="larger than 16777216 bytes"):
-                pull(make_kernel(tmp_path, MODELSCOPE_DOMAIN=hub.url), f"modelscope.cn/{MS_REPO}")
-            _, peak = tracemalloc.get_traced_memory()
+            with pytest.raises(PullError, match=error):
+                pull(kernel, reference)
+            return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
+
+
+def test_a_modelscope_listing_bomb_is_read_only_up_to_its_limit(tmp_path: Path) -> None:
+    hub = FakeModelScope(repos={MS_REPO: {GGUF: not_a_gguf()}})
+    peak = bomb_peak(tmp_path, hub, f"modelscope.cn/{MS_REPO}", "larger than 16777216 bytes")
     assert peak < 64 * 1024 * 1024
 
 
-def test_modelscope_on_a_link_local_address_is_refused_always(tmp_path: Path, no_outside_traffic: list) -> None:
+@pytest.mark.parametrize(("setting", "reference"), [("MODELSCOPE_DOMAIN", f"modelscope.cn/{MS_REPO}"),
+                                                   ("HF_ENDPOINT", f"hf.co/{HF_REPO}")])
+def test_a_hub_on_a_link_local_address_is_refused_always(tmp_path: Path, no_outside_traffic: list,
+                                                         setting: str, reference: str) -> None:
     with pytest.raises(InvalidRequest, match=r"refusing to connect to metadata\.test \(169\.254\.169\.254\): a link-local"):
-        pull(make_kernel(tmp_path, MODELSCOPE_DOMAIN="http://metadata.test"), f"modelscope.cn/{MS_REPO}")
-    assert no_outside_traffic == []
+        pull(make_kernel(tmp_path, **{setting: "http://metadata.test"}), reference)
+    # (huggingface-hub also asks huggingface.co for its list of coding agents, once a day)
+    assert [host for host in no_outside_traffic if host != "huggingface.co"] == []
 
 
 def test_modelscope_on_loopback_is_refused_when_private_addresses_are_blocked(tmp_path: Path) -> None:
@@ -138,23 +150,6 @@ def test_hf_redirects_go_only_to_http_urls(tmp_path: Path) -> None:
 
 
 def test_a_hf_listing_bomb_is_refused_without_being_unpacked(tmp_path: Path) -> None:
-    from fake_registry import gzip_bomb
-
     hub = FakeHuggingFace(repos={HF_REPO: {GGUF: not_a_gguf()}})
-    gzip_bomb(BOMB)
-    with hub.running():
-        hub.faults.bomb = BOMB
-        tracemalloc.start()
-        try:
-            with pytest.raises(PullError, match="gzip-encoded answer where a plain one was asked for"):
-                pull(make_kernel(tmp_path, HF_ENDPOINT=hub.url), f"hf.co/{HF_REPO}")
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+    peak = bomb_peak(tmp_path, hub, f"hf.co/{HF_REPO}", "gzip-encoded answer where a plain one was asked for")
     assert peak < 64 * 1024 * 1024
-
-
-def test_hf_on_a_link_local_address_is_refused_always(tmp_path: Path, no_outside_traffic: list) -> None:
-    with pytest.raises(InvalidRequest, match=r"refusing to connect to metadata\.test \(169\.254\.169\.254\): a link-local"):
-        pull(make_kernel(tmp_path, HF_ENDPOINT="http://metadata.test"), f"hf.co/{HF_REPO}")
-    assert no_outside_traffic == []
