@@ -140,7 +140,7 @@ def guarded_backend(base: type, policy: Policy) -> Any:
                         local_address: str | None = None, socket_options: Any = None) -> Any:
             try:
                 infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError:
+            except (OSError, UnicodeError):
                 return super().connect_tcp(host, port, timeout, local_address, socket_options)  # its own error
             addresses = list(dict.fromkeys(info[4][0] for info in infos))
             for address in addresses:
