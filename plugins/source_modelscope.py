@@ -123,13 +123,12 @@ class ModelScopeSource:
         with using(folder):
             async with self.kernel.store.holding() as hold:  # the blobs stay until the model names them
                 stored: dict[str, str] = {}
-                for path in chosen:
+                for path, partial in zip(chosen, partials, strict=True):
                     entry = files[path]
-                    partial = folder / (path.replace("/", "--") + ".partial")
                     async for progress in model_import.in_thread(self._download, ref.repository, entry, partial, name):
                         yield progress
                     yield Progress(status="verifying sha256 digest")
-                    expected = f"sha256:{entry.sha256}" if entry.sha256 else None
+                    expected = f"sha256:{entry.sha256}"
                     try:
                         stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, partial, expected, hold)
                     except DigestMismatch as error:

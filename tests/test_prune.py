@@ -95,3 +95,15 @@ def test_corral_prune_lists_then_removes_what_nobody_holds(tmp_path: Path, clean
 def test_corral_prune_on_a_clean_store(tmp_path: Path, clean_env: dict[str, str]) -> None:
     result = run_corral("prune", env={**clean_env, "OLLAMA_MODELS": str(tmp_path / "models")})
     assert (result.returncode, result.stdout) == (0, f"nothing to remove in {tmp_path / 'models'}\n")
+
+
+def test_the_age_limit_of_partial_data_is_a_setting(tmp_path: Path) -> None:
+    from corral.kernel import Kernel
+
+    environ = {"HOME": str(tmp_path), "OLLAMA_MODELS": str(tmp_path / "models")}
+    assert Kernel.create(environ=environ, load_entry_points=False).store.blobs.partial_max_age == 7 * DAY
+    config = tmp_path / "corral.toml"
+    for value, seconds in (('"36h"', 36 * 3600.0), ("0", 0.0), ("600", 600.0)):
+        config.write_text(f"[store]\npartial_max_age = {value}\n")
+        kernel = Kernel.create(environ={**environ, "CORRAL_CONFIG": str(config)}, load_entry_points=False)
+        assert kernel.store.blobs.partial_max_age == seconds
