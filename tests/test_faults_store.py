@@ -191,7 +191,10 @@ def test_a_pull_killed_with_sigkill_resumes_after_a_restart_without_fetching_aga
         while registry.served[weights["digest"]] < WEIGHTS // 3 and time.monotonic() < deadline:
             time.sleep(0.1)
     server.stop(signal.SIGKILL)
-    served_before = registry.served[weights["digest"]]
+    served_before = -1
+    while served_before != registry.served[weights["digest"]]:  # the fake's senders notice the dead peer
+        served_before = registry.served[weights["digest"]]
+        time.sleep(1)
     assert 0 < served_before < WEIGHTS
     partial = models / "blobs" / (weights["digest"].replace(":", "-") + "-partial")
     records = [json.loads(path.read_text()) for path in partial.parent.glob(partial.name + "-*")]
