@@ -82,6 +82,8 @@ class FakeRegistry:
     """bytes per second each CDN response sends at most"""
     lie: dict[str, int] = attrs.field(factory=dict)
     """digest -> the total size the CDN claims in Content-Range"""
+    tls: object | None = None
+    """an ``ssl.SSLContext``: the registry port speaks https (the CDN stays plain http)"""
     port: int = 0
     cdn_port: int = 0
     _servers: list[ThreadingHTTPServer] = attrs.field(factory=list)
@@ -146,6 +148,8 @@ class FakeRegistry:
 
         for handler, attr in ((Registry, "port"), (Cdn, "cdn_port")):
             server = ThreadingHTTPServer(("127.0.0.1", getattr(self, attr)), handler)
+            if self.tls is not None and attr == "port":
+                server.socket = self.tls.wrap_socket(server.socket, server_side=True)  # type: ignore[attr-defined]
             server.daemon_threads = True
             setattr(self, attr, server.server_address[1])
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -216,7 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         if header.startswith("Bearer ") and header[7:] in self.fake.tokens:
             return True
-        realm = f"http://{self.fake.host}/token"
+        realm = f"{'https' if self.fake.tls else 'http'}://{self.fake.host}/token"
         self._send(401, json.dumps({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}).encode(),
                    {"WWW-Authenticate": f'Bearer realm="{realm}",service="fake-registry",'
                                         f'scope="repository:{repo}:{action}"'})

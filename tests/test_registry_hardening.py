@@ -248,3 +248,28 @@ def test_partial_data_a_failed_pull_reserved_can_be_pruned_and_ages_out(tmp_path
 def test_a_host_no_connection_can_be_made_to_is_a_bad_request(tmp_path: Path, name: str, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):  # these were 500s: a crash in the client library
         pull(make_kernel(tmp_path), name)
+
+
+def test_a_redirect_from_https_down_to_plain_http_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(tls)
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # the client trusts the test CA, verifying
+    publisher = tmp_path / "publisher"
+    ollama_model(publisher, ("registry.ollama.ai", "library", "tiny", "latest"), b"weights" * 1000)
+    fake = FakeRegistry(root=tmp_path / "registry-blobs", tls=tls).start()
+    try:
+        fake.publish_store(publisher, ("registry.ollama.ai", "library", "tiny", "latest"), REPO, "latest")
+        with pytest.raises(InvalidRequest, match="refusing a redirect from https down to plain http"):
+            pull(make_kernel(tmp_path), f"https://{fake.host}/{REPO}", insecure=False)  # the CDN is plain http
+        assert not [request for request in fake.requests if request["cdn"]]
+        fake.redirect_to = "https://{cdn}/blobs/{digest}"
+        with pytest.raises(PullError):  # https all the way is followed (the CDN only speaks http: it fails there)
+            pull(make_kernel(tmp_path), f"https://{fake.host}/{REPO}", insecure=False)
+    finally:
+        fake.stop()
