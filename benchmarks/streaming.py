@@ -241,7 +241,8 @@ def _die_with_parent() -> None:
 class Server:
     """``corral serve`` over a temporary store holding the model; stopped by ``close()`` (idempotent)."""
 
-    def __init__(self, model_path: Path, workdir: Path, *, num_parallel: int = 1, enable: tuple[str, ...] = ()) -> None:
+    def __init__(self, model_path: Path, workdir: Path, *, num_parallel: int = 1,
+                 extra_env: dict[str, str] | None = None) -> None:
         sys.path.insert(0, str(REPO / "tests"))
         from servers import store_with_smollm2  # the tests' store builder (writes an Ollama-layout store)
 
@@ -251,9 +252,7 @@ class Server:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OLLAMA_", "CORRAL_"))}
         env.update(HOME=str(workdir / "home"), OLLAMA_HOST=f"127.0.0.1:{self.port}", OLLAMA_MODELS=str(store),
                    OLLAMA_KEEP_ALIVE="-1", OLLAMA_NUM_PARALLEL=str(num_parallel))
-        if enable:  # plugins to turn on, in the server's own config file
-            (workdir / "home" / ".corral").mkdir(parents=True, exist_ok=True)
-            (workdir / "home" / ".corral" / "config.toml").write_text(f"[plugins]\nenable = {json.dumps(list(enable))}\n")
+        env.update(extra_env or {})
         self.log_path = workdir / "server.log"
         self.log = self.log_path.open("wb")
         self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
@@ -526,7 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The server starts first, before this process has any threads (preexec_fn is then safe).
         server = Server(args.model, workdir / "plain")
-        plugged_server = Server(args.model, workdir / "plugged", enable=(args.plugin,)) if args.plugin else None
+        if args.plugin:
+            config = workdir / "plugged.toml"
+            config.write_text(f"[plugins]\nenable = {json.dumps([args.plugin])}\n")
+            plugged_server = Server(args.model, workdir / "plugged", extra_env={"CORRAL_CONFIG": str(config)})
         baseline = Baseline(args.model, num_ctx=args.num_ctx, threads=args.threads, seed=args.seed, options=options)
         prompt = build_prompt(args.prompt_tokens, lambda text: len(baseline.tokenize(text)))
         prompt_tokens = baseline.tokenize(prompt)
