@@ -23,13 +23,15 @@ NOT_FOUND = b"404 page not found"
 async def metrics() -> Response:
     registry = instruments_of(kernel()).registry
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+
+    def render() -> bytes:
+        body = encoder(registry)
+        return gzip.compress(body, compresslevel=1) if gzipped else body
+
+    headers = {"Content-Type": content_type, **({"Content-Encoding": "gzip"} if gzipped else {})}
     # the process collector reads /proc: render off the event loop
-    body = await anyio.to_thread.run_sync(encoder, registry)
-    headers = {"Content-Type": content_type}
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        body = gzip.compress(body, compresslevel=1)
-        headers["Content-Encoding"] = "gzip"
-    return Response(body, headers=headers)
+    return Response(await anyio.to_thread.run_sync(render), headers=headers)
 
 
 class MetricsPortOnly:
