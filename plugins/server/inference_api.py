@@ -11,6 +11,7 @@ from typing import Any
 
 from quart import Blueprint, Response, current_app
 
+from corral import gojson
 from corral.durations import FOREVER
 from corral.errors import InvalidRequest, ModelNotFound
 from corral.inference import (
@@ -23,7 +24,7 @@ from corral.inference import (
     parse_keep_alive_value,
 )
 
-from .http import Fields, checked_model_name, json_response, ndjson_stream, now_utc, read_json, rfc3339
+from .http import Fields, checked_model_name, json_response, ndjson_lines, now_utc, read_json, rfc3339
 
 blueprint = Blueprint("ollama_inference", __name__)
 
@@ -105,6 +106,27 @@ def _chat_object(model: str, reply: Reply) -> dict[str, Any]:
     return body
 
 
+class _Lines:
+    """The NDJSON lines of one streamed answer. A piece of text alone (every line but the last,
+    mostly) is written from parts encoded once per request, the time and the escaped text; any
+    other reply is shaped into an object and encoded in full. Both give the same bytes."""
+
+    def __init__(self, model: str, shape: Any) -> None:
+        self.model = model
+        self.shape = shape
+        head = '{"model":' + gojson.dumps(model) + ',"created_at":"'
+        if shape is _chat_object:
+            self.head, self.tail = head, '},"done":false}\n'
+            self.middle = '","message":{"role":"assistant","content":'
+        else:
+            self.head, self.middle, self.tail = head, '","response":', ',"done":false}\n'
+
+    def __call__(self, reply: Reply) -> bytes:
+        if reply.done or reply.thinking or reply.tool_calls:
+            return (gojson.dumps(self.shape(self.model, reply)) + "\n").encode()
+        return f"{self.head}{now_utc()}{self.middle}{gojson.string(reply.text)}{self.tail}".encode()
+
+
 def _combined(replies: list[Reply]) -> Reply:
     last = replies[-1]
     calls = tuple(call for reply in replies for call in reply.tool_calls)
@@ -130,13 +152,7 @@ async def _respond(replies: AsyncGenerator[Reply, None], shape: Any, model: str,
             collected = [first] + [reply async for reply in replies]
         return json_response(shape(model, _combined(collected)))
 
-    async def objects() -> AsyncGenerator[dict[str, Any], None]:
-        async with aclosing(replies):
-            yield shape(model, first)
-            async for reply in replies:
-                yield shape(model, reply)
-
-    return await ndjson_stream(objects())
+    return ndjson_lines(replies, first=first, line=_Lines(model, shape))
 
 
 @blueprint.route("/api/generate", methods=["POST"])
