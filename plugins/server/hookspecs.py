@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.hookspecs import hookspec
+
+if TYPE_CHECKING:
+    from .http import Bind
 
 
 @hookspec
@@ -27,8 +30,12 @@ def asgi_wrapper(kernel: Any) -> Callable[[Any], Any] | None:
 
 
 @hookspec
-def register_binds(kernel: Any) -> Iterable[str]:
-    """Return more addresses (Hypercorn binds such as ``127.0.0.1:3000``) for ``corral serve`` to
-    listen on besides OLLAMA_HOST. The same app answers on every address; middleware can tell them
-    apart by ``scope["server"]``. Default: none.
+def register_binds(kernel: Any) -> Iterable[Bind | str]:
+    """Return more addresses for ``corral serve`` to listen on besides OLLAMA_HOST: ``host:port``
+    strings (``127.0.0.1:3000``, ``[::1]:3000``) or ``Bind`` records (``corral.plugins.server.http``).
+
+    The same app answers on every address; middleware can tell them apart by the port in
+    ``scope["server"]``. A string is ``Bind(address)``, which needs the API key like OLLAMA_HOST;
+    ``Bind(address, requires_key=False)`` is served without one, and the plugin that declares it
+    answers only safe paths there. Default: none.
     """

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
+import attrs
 from quart import Response, current_app, request
 
 from corral import gojson
@@ -24,6 +25,31 @@ NDJSON_TYPE = "application/x-ndjson"
 
 _JSON_KIND = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object",
               type(None): "null"}
+
+
+@attrs.frozen
+class Bind:
+    """An address for ``corral serve`` to listen on besides OLLAMA_HOST, from ``register_binds``.
+
+    ``address`` is a Hypercorn bind, ``host:port`` (``[::1]:9090`` for IPv6). With
+    ``requires_key=False``, requests arriving on that port skip the API-key check: the plugin
+    that declares such a bind answers only safe paths there (``/metrics`` on ``metrics.port``).
+    """
+
+    address: str = attrs.field()
+    requires_key: bool = True
+
+    @address.validator
+    def _check_address(self, _attribute: object, value: str) -> None:
+        bind_port(value)
+
+
+def bind_port(address: str) -> int:
+    """The port of a ``host:port`` bind; ValueError for anything else."""
+    _host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"bind {address!r}: expected host:port with a port between 1 and 65535")
+    return int(port)
 
 
 class OpenStreams:

@@ -13,6 +13,7 @@ from corral import __version__
 from corral.errors import CorralError
 
 from .app import create_app
+from .binds import listen_binds
 from .http import OpenStreams
 
 log = logging.getLogger("corral.server")
@@ -34,9 +35,7 @@ async def serve(kernel: Any) -> None:
     settings = kernel.settings
     configure_logging(settings.debug)
     config = Config()
-    config.bind = [settings.host.bind]
-    for binds in kernel.pm.hook.register_binds(kernel=kernel):
-        config.bind += [bind for bind in binds or () if bind not in config.bind]
+    config.bind = [bind.address for bind in listen_binds(kernel)]
     config.graceful_timeout = GRACEFUL_SECONDS
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
