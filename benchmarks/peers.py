@@ -397,6 +397,7 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name in SERVERS:
@@ -419,6 +420,7 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     left.legend()
     right.set_ylabel("time to first token, ms")
     right.set_yscale("log")
+    right.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     right.legend(fontsize="small")
     figure.suptitle(title, fontsize="medium")
     figure.tight_layout()
