@@ -41,6 +41,7 @@ from .types import (
     MEDIA_TEMPLATE,
     MEDIA_TYPE_CONFIG,
     Layer,
+    CreateRequest,
     Manifest,
     Progress,
 )
@@ -48,26 +49,6 @@ from .types import (
 GGUF_MAGIC = b"GGUF"
 QUANTIZABLE = ("F32", "F16", "BF16")
 MESSAGE_ROLES = ("system", "user", "assistant", "tool")
-
-
-@attrs.frozen(kw_only=True)
-class CreateRequest:
-    """Ollama's current /api/create form, parsed and validated."""
-
-    model: str
-    from_: str | None = None
-    """An existing model whose layers are reused, or None."""
-    files: Mapping[str, str] = attrs.field(factory=dict)
-    """File name -> ``sha256:...`` of blobs already in the store: one GGUF file (plus an optional
-    projector GGUF), or the files of a safetensors folder."""
-    adapters: Mapping[str, str] = attrs.field(factory=dict)
-    """LoRA GGUF file name -> digest."""
-    template: str | None = None
-    system: str | None = None
-    license: tuple[str, ...] = ()
-    parameters: Mapping[str, Any] = attrs.field(factory=dict)
-    messages: tuple[Mapping[str, Any], ...] = ()
-    quantize: str | None = None
 
 
 def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:

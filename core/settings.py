@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .durations import parse_keep_alive
+from .durations import parse_go_duration, parse_keep_alive
 from .errors import ConfigError
 from .types import SettingSpec
 
@@ -135,6 +135,32 @@ def parse_count(minimum: int) -> Callable[[Any], int]:
         return number
 
     return convert
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds, from a number or a Go duration as Ollama's variables take them (``30``, ``30s``,
+    ``1.5m``, ``1h30m``); never negative."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s or 5m")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = _unquote(value)
+        try:
+            seconds = float(text) if text.lstrip("+-").replace(".", "", 1).isdigit() else parse_go_duration(text)
+        except ValueError:
+            raise ValueError("expected a duration such as 30s or 5m") from None
+    if not seconds >= 0:  # also refuses NaN
+        raise ValueError("must be 0 or more")
+    return seconds
+
+
+def parse_positive_duration(value: Any) -> float:
+    """As :func:`parse_duration`, and more than zero (a timeout, an interval)."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be more than 0")
+    return seconds
 
 
 def parse_debug(value: Any) -> int:

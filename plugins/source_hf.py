@@ -29,9 +29,8 @@ from corral import (
     SourceSpec,
     hookimpl,
 )
-
-from . import model_import
-from .model_import import Outcome, Reporter
+from corral.sdk import hub
+from corral.sdk.hub import Outcome, Reporter
 
 HOSTS = ("hf.co", "huggingface.co")
 REVISION = "main"
@@ -58,7 +57,7 @@ def register_sources(settings: Any) -> list[SourceSpec]:
 
 @hookimpl
 def resolve_reference(reference: str, settings: Any) -> str | None:
-    return "huggingface" if model_import.reference_host(reference) in HOSTS else None
+    return "huggingface" if hub.reference_host(reference) in HOSTS else None
 
 
 @attrs.frozen(kw_only=True)
@@ -95,27 +94,27 @@ class HuggingFaceSource:
             raise InvalidRequest(f"{name}: Hugging Face references cannot pin a digest")
         yield Progress(status="pulling manifest")
         listing = Outcome()
-        async for progress in model_import.in_thread(self._list, repo_id, name, outcome=listing):
+        async for progress in hub.in_thread(self._list, repo_id, name, outcome=listing):
             yield progress
         files: dict[str, RepoFile] = {entry.path: entry for entry in listing.value}
-        chosen, is_gguf = model_import.repository_files(ref, files, name)
+        chosen, is_gguf = hub.repository_files(ref, files, name)
 
-        folder = model_import.downloads_dir(self.kernel, "huggingface", ref.namespace, ref.model)
+        folder = hub.downloads_dir(self.kernel, "huggingface", ref.namespace, ref.model)
         stored: dict[str, str] = {}
         for path in chosen:
             entry = files[path]
             local = Outcome()
-            async for progress in model_import.in_thread(self._download, repo_id, entry, folder, name, outcome=local):
+            async for progress in hub.in_thread(self._download, repo_id, entry, folder, name, outcome=local):
                 yield progress
             yield Progress(status="verifying sha256 digest")
             expected = f"sha256:{entry.sha256}" if entry.sha256 else None
             try:
-                stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, local.value, expected)
+                stored[PurePosixPath(path).name if is_gguf else path] = await hub.add_file(self.kernel, local.value, expected)
             except DigestMismatch as error:
                 _forget(folder, path)
                 raise DigestMismatch(f"{name}: {path}: {error}") from None
             _forget(folder, path)
-        async for progress in model_import.create_from(self.kernel, str(ref), stored):
+        async for progress in hub.create_from(self.kernel, str(ref), stored):
             yield progress
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -134,7 +133,7 @@ class HuggingFaceSource:
             found = []
             for entry in entries:
                 lfs = getattr(entry, "lfs", None)
-                if not hasattr(entry, "blob_id") or not model_import.safe_repo_path(entry.path):
+                if not hasattr(entry, "blob_id") or not hub.safe_repo_path(entry.path):
                     continue
                 found.append(RepoFile(path=entry.path, size=entry.size, oid=entry.blob_id,
                                       sha256=(lfs.sha256 if lfs is not None else None)))
@@ -179,7 +178,7 @@ class HuggingFaceSource:
         if local.stat().st_size != entry.size:
             _forget(folder, entry.path)
             raise PullError(f"{name}: {entry.path} arrived with {local.stat().st_size} bytes, the Hub lists {entry.size}")
-        if entry.sha256 is None and model_import.git_blob_sha1(local) != entry.oid:
+        if entry.sha256 is None and hub.git_blob_sha1(local) != entry.oid:
             _forget(folder, entry.path)
             raise DigestMismatch(f"{name}: {entry.path} does not match the object id the Hub lists")
         report(Progress(status=status, digest=digest, total=entry.size, completed=entry.size), force=True)
@@ -199,7 +198,7 @@ class HuggingFaceSource:
 
         try:
             yield
-        except (CorralError, model_import.Abandoned):
+        except (CorralError, hub.Abandoned):
             raise
         except GatedRepoError:
             raise PullError(f"{name}: {repo_id} is gated on {self.endpoint}: accept its terms there and set HF_TOKEN") from None

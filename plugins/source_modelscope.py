@@ -28,9 +28,8 @@ from corral import (
     SourceSpec,
     hookimpl,
 )
-
-from . import model_import
-from .model_import import Outcome, Reporter
+from corral.sdk import hub
+from corral.sdk.hub import Outcome, Reporter
 
 HOSTS = ("modelscope.cn", "www.modelscope.cn", "modelscope.ai", "www.modelscope.ai")
 REVISION = "master"
@@ -59,7 +58,7 @@ def register_sources(settings: Any) -> list[SourceSpec]:
 
 @hookimpl
 def resolve_reference(reference: str, settings: Any) -> str | None:
-    return "modelscope" if model_import.reference_host(reference) in HOSTS else None
+    return "modelscope" if hub.reference_host(reference) in HOSTS else None
 
 
 @attrs.frozen(kw_only=True)
@@ -96,27 +95,27 @@ class ModelScopeSource:
             raise InvalidRequest(f"{name}: ModelScope references cannot pin a digest")
         yield Progress(status="pulling manifest")
         listing = Outcome()
-        async for progress in model_import.in_thread(self._list, ref.repository, name, outcome=listing):
+        async for progress in hub.in_thread(self._list, ref.repository, name, outcome=listing):
             yield progress
         files: dict[str, RepoFile] = {entry.path: entry for entry in listing.value}
-        chosen, is_gguf = model_import.repository_files(ref, files, name)
+        chosen, is_gguf = hub.repository_files(ref, files, name)
 
-        folder = model_import.downloads_dir(self.kernel, "modelscope", ref.namespace, ref.model)
+        folder = hub.downloads_dir(self.kernel, "modelscope", ref.namespace, ref.model)
         stored: dict[str, str] = {}
         for path in chosen:
             entry = files[path]
             partial = folder / (path.replace("/", "--") + ".partial")
-            async for progress in model_import.in_thread(self._download, ref.repository, entry, partial, name):
+            async for progress in hub.in_thread(self._download, ref.repository, entry, partial, name):
                 yield progress
             yield Progress(status="verifying sha256 digest")
             expected = f"sha256:{entry.sha256}" if entry.sha256 else None
             try:
-                stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, partial, expected)
+                stored[PurePosixPath(path).name if is_gguf else path] = await hub.add_file(self.kernel, partial, expected)
             except DigestMismatch as error:
                 raise DigestMismatch(f"{name}: {path}: {error}") from None
             finally:
                 partial.unlink(missing_ok=True)  # in the store now, or corrupt: never resumed from
-        async for progress in model_import.create_from(self.kernel, str(ref), stored):
+        async for progress in hub.create_from(self.kernel, str(ref), stored):
             yield progress
 
     async def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
@@ -147,7 +146,7 @@ class ModelScopeSource:
                 raise PullError(f"{name}: {self.endpoint} could not list {model_id}: {body.get('Message') or body.get('Code')}")
             found = []
             for item in body["Data"]["Files"] or ():
-                if item.get("Type") == "tree" or not model_import.safe_repo_path(item["Path"]):
+                if item.get("Type") == "tree" or not hub.safe_repo_path(item["Path"]):
                     continue
                 sha256 = item.get("Sha256") or None
                 if sha256 is not None and not (len(sha256) == 64 and all(c in "0123456789abcdef" for c in sha256)):

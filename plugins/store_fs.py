@@ -29,11 +29,7 @@ from typing import Any
 import anyio
 import attrs
 
-from corral import hookimpl
-from corral.errors import BlobNotFound, DigestMismatch, StoreError
-from corral.names import validate_digest
-from corral.settings import Settings
-from corral.types import BlobPart, StoreSpec
+from corral import BlobNotFound, BlobPart, DigestMismatch, Settings, StoreError, StoreSpec, hookimpl, validate_digest
 
 CHUNK = 1024 * 1024
 _BLOB_NAME = re.compile(r"sha256-([0-9a-f]{64})")

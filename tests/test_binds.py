@@ -11,7 +11,7 @@ from corral import hookimpl
 from corral.errors import ConfigError
 from corral.kernel import Kernel
 from corral.plugins.server.binds import keyless_ports, listen_binds
-from corral.plugins.server.http import Bind
+from corral.sdk.http import Bind
 from servers import free_port, running_server
 from support import clean_environ
 
@@ -72,7 +72,7 @@ def test_a_real_server_listens_on_every_bind(tmp_path: Path) -> None:
     keyed, keyless = free_port(), free_port()
     plugin_distribution(tmp_path / "site", "corral_binds_plugin", f"""
 from corral import hookimpl
-from corral.plugins.server.http import Bind
+from corral.sdk.http import Bind
 
 @hookimpl
 def register_binds(kernel):

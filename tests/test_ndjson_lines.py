@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from corral import gojson
-from corral.inference import Metrics, Reply
+from corral import Metrics, Reply
+from corral.sdk.http import go_json
 from corral.plugins.server import inference_api
 
 TEXTS = ("Hello", "", " <b>&amp;</b> ", 'a "quote", a \\ backslash', "tab\t newline\n return\r bs\b ff\f nul\x00 us\x1f",
@@ -26,4 +26,4 @@ def test_lines_from_parts_equal_the_whole_objects_encoded(monkeypatch: pytest.Mo
     for model in ("smol", "hf.co/owner/model-<&>:Q4_K_M"):
         lines = inference_api._Lines(model, shape)
         for reply in (*(Reply(text=text) for text in TEXTS), *OTHERS):
-            assert lines(reply) == (gojson.dumps(shape(model, reply)) + "\n").encode(), reply
+            assert lines(reply) == (go_json(shape(model, reply)) + "\n").encode(), reply

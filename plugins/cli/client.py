@@ -23,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from corral.errors import CorralError
-from corral.plugins.transport import failure_reason
+from corral import CorralError
+from corral.sdk.transport import failure_reason
 
 START_TIMEOUT = 30.0
 """Seconds to wait for an autostarted server to answer."""
@@ -93,7 +93,7 @@ class Client:
     @classmethod
     def for_state(cls, state: Any) -> Client:
         """The client for a CLI invocation: OLLAMA_HOST, the config file and ``--set`` overrides."""
-        from corral.settings import Settings
+        from corral import Settings
 
         settings = Settings.load(overrides=state.overrides)
         host = settings.host

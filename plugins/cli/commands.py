@@ -36,8 +36,7 @@ def register_commands(cli: click.Group) -> None:
 
 
 def _shown(value: Any) -> Any:
-    from corral.durations import FOREVER, format_go_duration
-    from corral.settings import HostSpec
+    from corral import FOREVER, HostSpec, format_go_duration
 
     if isinstance(value, HostSpec):
         return value.url
@@ -88,8 +87,8 @@ def plugins_command(state: Any, hook_name: str | None, as_json: bool) -> None:
     Example:
       corral plugins --hook register_runtimes
     """
-    from corral.errors import InvalidRequest
-    from corral.manager import hooks_of
+    from corral import InvalidRequest
+    from corral.sdk.app import hooks_of
 
     pm = state.kernel().pm
     known_hooks = {name for name in dir(pm.hook) if not name.startswith("_")}

@@ -44,7 +44,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
-from corral.errors import ConfigError
+from corral import ConfigError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

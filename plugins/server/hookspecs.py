@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from corral.hookspecs import hookspec
+from corral import hookspec
 
 if TYPE_CHECKING:
-    from .http import Bind
+    from corral.sdk.http import Bind
 
 
 @hookspec
@@ -32,7 +32,7 @@ def asgi_wrapper(kernel: Any) -> Callable[[Any], Any] | None:
 @hookspec
 def register_binds(kernel: Any) -> Iterable[Bind | str]:
     """Return more addresses for ``corral serve`` to listen on besides OLLAMA_HOST: ``host:port``
-    strings (``127.0.0.1:3000``, ``[::1]:3000``) or ``Bind`` records (``corral.plugins.server.http``).
+    strings (``127.0.0.1:3000``, ``[::1]:3000``) or ``Bind`` records (``corral.sdk.http``).
 
     The same app answers on every address; middleware can tell them apart by the port in
     ``scope["server"]``. A string is ``Bind(address)``, which needs the API key like OLLAMA_HOST;

@@ -9,22 +9,23 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 
-from corral import gojson
-from corral.durations import FOREVER
-from corral.errors import InvalidRequest, ModelNotFound
-from corral.inference import (
-    ChatRequest,
-    EmbedRequest,
-    GenerateRequest,
-    Metrics,
-    Reply,
+from corral import FOREVER, ChatRequest, EmbedRequest, GenerateRequest, InvalidRequest, Metrics, ModelNotFound, Reply
+from corral.sdk.http import (
+    Fields,
     check_think,
+    checked_model_name,
+    go_json,
+    go_json_string,
+    json_response,
+    kernel,
+    ndjson_lines,
+    now_utc,
     parse_keep_alive_value,
+    read_json,
+    rfc3339,
 )
-
-from .http import Fields, checked_model_name, json_response, ndjson_lines, now_utc, read_json, rfc3339
 
 blueprint = Blueprint("ollama_inference", __name__)
 
@@ -32,7 +33,7 @@ GO_FOREVER = dt.timedelta(microseconds=(2**63 - 1) // 1000)
 
 
 def inference() -> Any:
-    return current_app.extensions["corral.kernel"].inference
+    return kernel().inference
 
 
 def _not_found(name: str) -> ModelNotFound:
@@ -114,7 +115,7 @@ class _Lines:
     def __init__(self, model: str, shape: Any) -> None:
         self.model = model
         self.shape = shape
-        head = '{"model":' + gojson.dumps(model) + ',"created_at":"'
+        head = '{"model":' + go_json(model) + ',"created_at":"'
         if shape is _chat_object:
             self.head, self.tail = head, '},"done":false}\n'
             self.middle = '","message":{"role":"assistant","content":'
@@ -123,8 +124,8 @@ class _Lines:
 
     def __call__(self, reply: Reply) -> bytes:
         if reply.done or reply.thinking or reply.tool_calls:
-            return (gojson.dumps(self.shape(self.model, reply)) + "\n").encode()
-        return f"{self.head}{now_utc()}{self.middle}{gojson.string(reply.text)}{self.tail}".encode()
+            return (go_json(self.shape(self.model, reply)) + "\n").encode()
+        return f"{self.head}{now_utc()}{self.middle}{go_json_string(reply.text)}{self.tail}".encode()
 
 
 def _combined(replies: list[Reply]) -> Reply:
@@ -151,7 +152,6 @@ async def _respond(replies: AsyncGenerator[Reply, None], shape: Any, model: str,
         async with aclosing(replies):
             collected = [first] + [reply async for reply in replies]
         return json_response(shape(model, _combined(collected)))
-
     return ndjson_lines(replies, first=first, line=_Lines(model, shape))
 
 
@@ -237,7 +237,7 @@ async def embeddings() -> Response:
 
 @blueprint.route("/api/ps", methods=["GET"])
 async def ps() -> Response:
-    scheduler = current_app.extensions["corral.kernel"].scheduler
+    scheduler = kernel().scheduler
     models = []
     now = dt.datetime.now().astimezone()
     for entry in scheduler.loaded():

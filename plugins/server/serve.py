@@ -9,12 +9,11 @@ import logging
 import signal
 from typing import Any
 
-from corral import __version__
-from corral.errors import CorralError
+from corral import CorralError, __version__
+from corral.sdk.http import OpenStreams
 
 from .app import create_app
 from .binds import listen_binds
-from .http import OpenStreams
 
 log = logging.getLogger("corral.server")
 

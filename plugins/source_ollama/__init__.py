@@ -17,9 +17,19 @@ from typing import Any
 import anyio
 import attrs
 
-from corral import Progress, PullError, SettingSpec, SourceSpec, hookimpl
-from corral.errors import CorralError, StoreError
-from corral.names import ModelRef
+from corral import (
+    CorralError,
+    ModelRef,
+    Progress,
+    PullError,
+    SettingSpec,
+    SourceSpec,
+    StoreError,
+    decode_manifest,
+    hookimpl,
+    parse_count,
+    parse_positive_duration,
+)
 
 POLL = 0.1
 """Seconds between two progress lines while a blob moves."""
@@ -27,39 +37,18 @@ HEARTBEAT = 1.0
 """A progress line at least this often even when no byte moved (a stalled link stays visible)."""
 
 
-def _positive(value: Any) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("must be more than 0")
-    return number
-
-
-def _count(value: Any) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be 0 or more")
-    return number
-
-
-def _at_least_one(value: Any) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be 1 or more")
-    return number
-
-
 @hookimpl
 def register_settings() -> list[SettingSpec]:
     return [
-        SettingSpec(key="registry.stall_timeout", default=30.0, converter=_positive,
+        SettingSpec(key="registry.stall_timeout", default=30.0, converter=parse_positive_duration,
                     help="seconds without a byte before a download slice or upload part is retried"),
-        SettingSpec(key="registry.retries", default=6, converter=_count,
+        SettingSpec(key="registry.retries", default=6, converter=parse_count(0),
                     help="retries of a failing slice or part in a row, waiting backoff * 1, 2, 4 ... seconds"),
-        SettingSpec(key="registry.backoff", default=1.0, converter=_positive,
+        SettingSpec(key="registry.backoff", default=1.0, converter=parse_positive_duration,
                     help="seconds before the first retry; doubled for each retry after it"),
-        SettingSpec(key="registry.min_part_size", default=100_000_000, converter=_at_least_one,
+        SettingSpec(key="registry.min_part_size", default=100_000_000, converter=parse_count(1),
                     help="bytes per parallel stream at least (Ollama's split: 100 MB, so a 500 MB blob uses 5 streams)"),
-        SettingSpec(key="registry.max_parts", default=16, converter=_at_least_one,
+        SettingSpec(key="registry.max_parts", default=16, converter=parse_count(1),
                     help="most parallel streams for one blob (Ollama: 16)"),
     ]
 
@@ -76,7 +65,7 @@ def resolve_reference(reference: str, settings: Any) -> str | None:
 
 
 def _settings(kernel: Any) -> Any:
-    from .ollama_registry import TransferSettings
+    from .registry import TransferSettings
 
     plugin = kernel.settings.plugin
     min_part = plugin["registry.min_part_size"]
@@ -108,7 +97,7 @@ class OllamaSource:
     def _registry(self, ref: ModelRef, insecure: bool, cancel: threading.Event) -> Any:
         """A Registry sharing this source's HTTP connections and tokens (building an HTTPS client
         costs tens of milliseconds; a token is good for many requests)."""
-        from .ollama_registry import Registry, http_client
+        from .registry import Registry, http_client
 
         settings = _settings(self.kernel)
         scheme = "http" if insecure else ref.scheme
@@ -155,8 +144,6 @@ class OllamaSource:
     # -- pull --------------------------------------------------------------------------------
 
     async def pull(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
-        from corral.store import decode_manifest
-
         store = self.kernel.store
         cancel = threading.Event()
         registry = self._registry(ref, insecure, cancel)
@@ -222,8 +209,6 @@ class OllamaSource:
     # -- push --------------------------------------------------------------------------------
 
     async def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
-        from corral.store import decode_manifest
-
         from .blob_transfer import Transfer, upload
 
         store = self.kernel.store

@@ -1,5 +1,11 @@
-"""Request parsing and response helpers that give Ollama's exact shapes: Go-style JSON, RFC 3339
-timestamps, NDJSON streams that turn a late error into a last ``{"error": ...}`` line."""
+"""The toolkit for HTTP frontends (Quart blueprints from ``register_blueprints``).
+
+Ollama's exact shapes: Go-style JSON, Go's unmarshal errors for wrong field types, RFC 3339
+timestamps, NDJSON streams that turn a late error into a last ``{"error": ...}`` line; OpenAI's
+server-sent events and error objects; the kernel a request is served by (``kernel()``); and
+``Bind`` records for the server's ``register_binds`` hook. Streams made here are ended cleanly by
+the server's shutdown.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +21,39 @@ from quart import Response, current_app, request
 
 from corral import gojson
 from corral.errors import CorralError, InvalidName, InvalidRequest, ModelNotFound
+from corral.inference import check_think, parse_keep_alive_value
+from corral.interfaces import Kernel
 from corral.names import parse_reference
 from corral.types import Progress
+
+__all__ = [
+    "JSON_TYPE", "KERNEL_KEY", "NDJSON_TYPE", "SSE_TYPE", "STREAMS_KEY", "Bind", "Fields", "OpenStreams", "bind_port",
+    "check_think", "checked_model_name", "counted_stream", "empty_response", "error_response", "go_json",
+    "go_json_string", "json_response", "kernel", "ndjson_lines", "ndjson_stream", "now_utc", "openai_error", "openai_json_response",
+    "parse_keep_alive_value", "progress_json", "progress_response", "read_json", "rfc3339", "sse_stream",
+]
 
 log = logging.getLogger("corral.server")
 
 JSON_TYPE = "application/json; charset=utf-8"
 NDJSON_TYPE = "application/x-ndjson"
+SSE_TYPE = "text/event-stream"
+OPENAI_JSON_TYPE = "application/json"
+
+KERNEL_KEY = "corral.kernel"
+"""``app.extensions[KERNEL_KEY]`` is the kernel the app serves."""
+STREAMS_KEY = "corral.streams"
+"""``app.extensions[STREAMS_KEY]`` is the app's OpenStreams."""
+
+go_json = gojson.dumps
+"""JSON text as Go's encoding/json writes it (what Ollama's answers look like, byte for byte)."""
+go_json_string = gojson.string
+"""One string as go_json writes it, for a line pre-encoded around it."""
+
+
+def kernel() -> Kernel:
+    """The kernel serving the current request."""
+    return current_app.extensions[KERNEL_KEY]
 
 _JSON_KIND = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object",
               type(None): "null"}
@@ -202,7 +234,7 @@ def counted_stream(items: AsyncGenerator[Any, None], *, frame: Callable[[Any], b
     becomes ``frame(item)``, and shutdown or a late error ends it with ``failure_frame(failure(
     message, status))`` (``failure_frame`` defaults to ``frame``), since the status line has gone
     out already. ``end`` closes a complete stream."""
-    streams: OpenStreams = current_app.extensions["corral.streams"]
+    streams: OpenStreams = current_app.extensions[STREAMS_KEY]
     frame_failure = failure_frame or frame
 
     async def body() -> AsyncIterator[bytes]:
@@ -259,3 +291,24 @@ async def progress_response(progress: AsyncIterator[Progress], stream: bool) -> 
     async for item in objects():
         last = item
     return json_response(last)
+
+
+# -- OpenAI's shapes ---------------------------------------------------------------------------------
+
+
+def openai_error(message: str, status: int) -> dict[str, Any]:
+    """OpenAI's error object, with the type its clients expect for the status."""
+    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def openai_json_response(value: Any, status: int = 200) -> Response:
+    """A JSON answer as Ollama's /v1 writes it (Go JSON, a final newline)."""
+    return Response(gojson.dumps(value) + "\n", status=status, content_type=OPENAI_JSON_TYPE)
+
+
+def sse_stream(events: AsyncGenerator[dict[str, Any], None]) -> Response:
+    """Server-sent events ``data: {...}`` ending with ``data: [DONE]``, as OpenAI streams. Shutdown
+    and late errors end the stream with an ``openai_error`` event, which OpenAI's clients raise."""
+    return counted_stream(events, frame=lambda value: f"data: {gojson.dumps(value)}\n\n".encode(),
+                          failure=openai_error, content_type=SSE_TYPE, end=b"data: [DONE]\n\n")

@@ -24,12 +24,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import attrs
 import httpx
 
-from corral import __version__
-from corral.errors import CorralError, ModelNotFound, PullError
-from corral.names import ModelRef
-from corral.types import MEDIA_TYPE_MANIFEST
-
-from .transport import failure_reason
+from corral import MEDIA_TYPE_MANIFEST, CorralError, ModelNotFound, ModelRef, PullError, __version__
+from corral.sdk.transport import failure_reason
 
 log = logging.getLogger("corral.registry")
 
