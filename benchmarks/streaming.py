@@ -37,8 +37,9 @@ Run it with the Python that has corral installed (its virtual environment active
     python benchmarks/streaming.py --stream-interval-ms 0 --against main --runs 9
 
 ``--stream-interval-ms 0`` measures Ollama's framing (one chunk per token). ``--against REVISION``
-adds a third side, a second corral server running that git revision's code (unpacked from this
-repository into a temporary folder and put first on its PYTHONPATH), alternating with the others:
+adds a third side, a second corral server running that git revision's code (its core, sdk, plugins
+and contrib folders unpacked from this repository into a temporary folder laid out as the corral
+package and put first on its PYTHONPATH), alternating with the others:
 the comparison of the two corrals is then made under the same noise.
 
 The SmolLM2-135M test model is fetched once (``corral.testing.smollm2_path()``); ``--model``
@@ -482,23 +483,31 @@ def revision_summary(rows: list[dict[str, Any]], other: str) -> dict[str, float]
     }
 
 
+PACKAGE_FOLDERS = {"core": "", "sdk": "sdk", "plugins": "plugins", "contrib": "contrib"}
+"""Repository folders and where they sit in the ``corral`` package (pyproject.toml's package-dir)."""
+
+
 def overlay(revision: str, target: Path) -> Path:
     """The ``corral`` package of a git revision of this repository, unpacked under ``target``, for
     PYTHONPATH (the server and its runner then import that revision's code)."""
     import io
     import tarfile
 
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", revision, "core", "plugins",
-                              "contrib"], capture_output=True, check=False)
+    listing = subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", revision],
+                             capture_output=True, text=True, check=False)
+    if listing.returncode != 0:
+        raise SystemExit(f"git ls-tree {revision} failed: {listing.stderr.strip()}")
+    folders = [folder for folder in PACKAGE_FOLDERS if folder in listing.stdout.split()]
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", revision, *folders],
+                             capture_output=True, check=False)
     if archive.returncode != 0:
         raise SystemExit(f"git archive {revision} failed: {archive.stderr.decode(errors='replace').strip()}")
     source = target / "src"
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(source, filter="data")
     package = target / "pkg" / "corral"
-    shutil.copytree(source / "core", package)
-    for folder in ("plugins", "contrib"):
-        shutil.copytree(source / folder, package / folder)
+    for folder in folders:  # core first: it is the package itself
+        shutil.copytree(source / folder, package / PACKAGE_FOLDERS[folder], dirs_exist_ok=True)
     return package.parent
 
 

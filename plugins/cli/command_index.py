@@ -9,9 +9,9 @@ command's name, help and hidden and deprecated flags, and the module attribute t
 
 The table is used only while everything it was built from is unchanged, checked by a stat of each
 file and compared on every start (about a millisecond): the Python executable and ``sys.path``,
-each directory on it but the current one (installing or removing a distribution changes its
-directory; ``python -c`` and ``-m`` put the current directory first, which changes all the time
-and holds no plugins), the config
+each directory on it (installing or removing a distribution changes its directory) but the first
+(the script's: the ``corral`` script's folder, or the current directory for ``python -c`` and
+``-m``, which changes all the time and holds no plugins), the config
 file (which chooses plugins), the ``CORRAL_*`` variables and ``HOME``, and every module file
 outside the standard library that the build loaded (an editable install's sources included). A
 build that printed warnings (a plugin that failed to load) is not saved, so they show every time.
@@ -42,7 +42,7 @@ def cache_file() -> str:
 def _key() -> dict[str, Any]:
     environ = {name: value for name, value in os.environ.items() if name.startswith("CORRAL_")}
     environ["HOME"] = os.environ.get("HOME", "")
-    return {"format": FORMAT, "executable": sys.executable, "python": sys.version, "path": sys.path,
+    return {"format": FORMAT, "executable": sys.executable, "python": sys.version, "path": sys.path[1:],
             "environ": environ}
 
 
@@ -77,7 +77,7 @@ def write(commands: dict[str, click.Command], config_file: str | None) -> None:
 
     standard = tuple(os.path.join(os.path.realpath(sysconfig.get_paths()[name]), "")
                      for name in ("stdlib", "platstdlib"))
-    files = {os.path.realpath(entry) for entry in sys.path if entry}  # not "" (the current directory)
+    files = {os.path.realpath(entry) for entry in sys.path[1:] if entry}
     if config_file:
         files.add(config_file)
     for module in list(sys.modules.values()):
