@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         InvalidName,
         InvalidRequest,
         ModelNotFound,
+        NoSpace,
         PluginError,
         PullError,
         RuntimeFailure,
@@ -56,10 +57,12 @@ if TYPE_CHECKING:
     from .settings import (
         HostSpec,
         Settings,
+        is_loopback_host,
         parse_bool,
         parse_count,
         parse_duration,
         parse_host,
+        parse_key,
         parse_list,
         parse_path,
         parse_port,
@@ -111,20 +114,21 @@ if TYPE_CHECKING:
         TransferFinished,
         TransferProgress,
     )
-    from .store import decode_manifest, encode_manifest, manifest_digest
+    from .store import Hold, Leftover, decode_manifest, encode_manifest, in_use, manifest_digest
 
 _MODULES: dict[str, tuple[str, ...]] = {  # submodule: the names it gives
     "durations": ("FOREVER", "format_go_duration", "parse_go_duration", "parse_keep_alive"),
     "errors": ("BlobNotFound", "ConfigError", "ConversionError", "CorralError", "DigestMismatch", "InvalidDigest",
-        "InvalidModelFile", "InvalidName", "InvalidRequest", "ModelNotFound", "PluginError", "PullError",
-        "RuntimeFailure", "ServerBusy", "StoreError", "TemplateError"),
+        "InvalidModelFile", "InvalidName", "InvalidRequest", "ModelNotFound", "NoSpace", "PluginError",
+        "PullError", "RuntimeFailure", "ServerBusy", "StoreError", "TemplateError"),
     "hookspecs": ("hookimpl", "hookspec"),
     "interfaces": ("BlobStore", "Inference", "Kernel", "LoadedModel", "ModelSource", "PartialBlob", "Quantizer",
         "RunningModel", "Runtime", "Scheduler", "Store"),
     "names": ("DEFAULT_HOST", "DEFAULT_NAMESPACE", "DEFAULT_TAG", "ModelRef", "parse_reference",
         "validate_digest"),
-    "settings": ("HostSpec", "Settings", "parse_bool", "parse_count", "parse_duration", "parse_host",
-        "parse_list", "parse_path", "parse_port", "parse_positive_duration", "parse_string"),
+    "settings": ("HostSpec", "Settings", "is_loopback_host", "parse_bool", "parse_count", "parse_duration",
+        "parse_host", "parse_key", "parse_list", "parse_path", "parse_port", "parse_positive_duration",
+        "parse_string"),
     "types": ("MEDIA_ADAPTER", "MEDIA_LICENSE", "MEDIA_MESSAGES", "MEDIA_MODEL", "MEDIA_PARAMS",
         "MEDIA_PROJECTOR", "MEDIA_PROMPT", "MEDIA_SYSTEM", "MEDIA_TEMPLATE", "MEDIA_TYPE_CONFIG",
         "MEDIA_TYPE_MANIFEST", "BlobPart", "BlobsPruned", "ChatRequest", "CompletionChunk", "CompletionRequest",
@@ -133,7 +137,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # submodule: the names it gives
         "ModelUnloaded", "Progress", "QuantizerSpec", "Reply", "RequestFinished", "RunnerStarted",
         "RunnerStopped", "RuntimeSpec", "SettingSpec", "SourceSpec", "StoreSpec", "TransferFinished",
         "TransferProgress"),
-    "store": ("decode_manifest", "encode_manifest", "manifest_digest"),
+    "store": ("Hold", "Leftover", "decode_manifest", "encode_manifest", "in_use", "manifest_digest"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 
