@@ -54,7 +54,6 @@ import shlex
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,8 +64,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from streaming import (  # noqa: E402  (the streaming benchmark's process plumbing)
     MODEL_NAME,
     NOISY_CORES,
+    Process,
     Server,
-    _die_with_parent,
     chat_prompt,
     children,
     cpu_seconds,
@@ -94,48 +93,6 @@ def prompt_for(level: int, round_: int, stream: int) -> str:
 
 
 # -- the servers ---------------------------------------------------------------------------------
-
-class Process:
-    """A server subprocess with its log in ``workdir``; ``close()`` stops it (idempotent)."""
-
-    def __init__(self, command: list[str], workdir: Path, name: str) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / f"{name}.log"
-        self.log = self.log_path.open("wb")
-        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent,
-        )
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def close(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        try:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=30)
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
-                raise
-        finally:
-            self.log.close()
-
 
 class Peer:
     """One server under test: how to start it with N slots and how to talk to it."""
@@ -254,7 +211,8 @@ class LlamaServerPeer(OpenAIPeer):
                    "--threads", str(a.threads), "--threads-batch", str(a.threads), "--batch-size", "512",
                    "--ubatch-size", "512", "--flash-attn", "off", "--seed", str(a.seed), "--no-webui",
                    *shlex.split(a.llama_server_args)]
-        self.server = Process(command, self.workdir, f"llama-server-{slots}")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.server = Process(command, self.workdir / f"llama-server-{slots}.log")
 
 
 class LlamaCppPythonPeer(OpenAIPeer):
@@ -270,7 +228,8 @@ class LlamaCppPythonPeer(OpenAIPeer):
                    "--n_threads", str(a.threads), "--n_threads_batch", str(a.threads), "--n_batch", "512",
                    "--n_ubatch", "512", "--flash_attn", "false", "--seed", str(a.seed), "--verbose", "false",
                    *shlex.split(a.llama_cpp_python_args)]
-        self.server = Process(command, self.workdir, f"llama-cpp-python-{slots}")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.server = Process(command, self.workdir / f"llama-cpp-python-{slots}.log")
 
 
 PEERS = {"corral": CorralPeer, "llama-server": LlamaServerPeer, "llama-cpp-python": LlamaCppPythonPeer}

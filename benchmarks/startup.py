@@ -22,40 +22,19 @@ and the warm-up round writes it. Run it with the Python that has corral installe
 from __future__ import annotations
 
 import argparse
-import http.server
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from servers import empty_ollama  # noqa: E402  (the tests' stub server)
 from streaming import overlay  # noqa: E402
-
-
-def stub_server() -> http.server.ThreadingHTTPServer:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-
-        def do_GET(self) -> None:
-            body = b"Ollama is running" if self.path == "/" else b'{"models": []}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def timed(command: list[str], env: dict[str, str], fresh_cache: Path | None) -> float:
@@ -80,40 +59,41 @@ def main(argv: list[str] | None = None) -> int:
     if not script.exists():
         raise SystemExit(f"no corral script next to {sys.executable}: install corral in this environment")
     work = Path(tempfile.mkdtemp(prefix="corral-startup-"))
-    server = stub_server()
     try:
-        base = {key: value for key, value in os.environ.items()
-                if key != "PYTHONDONTWRITEBYTECODE" and not key.startswith(("OLLAMA_", "CORRAL_"))}
-        base.update(HOME=str(work / "home"), XDG_CACHE_HOME=str(work / "cache"),
-                    OLLAMA_HOST=f"127.0.0.1:{server.server_address[1]}")
-        versions = {"": base}
-        if args.against:
-            code = overlay(args.against, work / "against")
-            versions[f" @{args.against}"] = {**base, "PYTHONPATH": str(code), "XDG_CACHE_HOME": str(work / "cache2")}
-        cases: dict[str, tuple[list[str], dict[str, str], Path | None]] = {
-            "python -c pass": ([sys.executable, "-c", "pass"], base, None)}
-        for label, env in versions.items():
-            cases[f"corral --help (saved table){label}"] = ([str(script), "--help"], env, None)
-            cases[f"corral --help (no table){label}"] = ([str(script), "--help"], env, Path(env["XDG_CACHE_HOME"]))
-            cases[f"corral list{label}"] = ([str(script), "list"], env, None)
-            cases[f"corral ps{label}"] = ([str(script), "ps"], env, None)
-        for command, env, _fresh in cases.values():  # warm-up: bytecode, page cache, the saved table
-            timed(command, env, None)
-        times: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, (command, env, fresh) in cases.items():
-                times[name].append(timed(command, env, fresh))
-        print(f"{args.runs} rounds, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-        print(f"{'case':<44}{'median ms':>10}{'min ms':>9}{'x python -c pass':>18}")
-        baseline = times["python -c pass"]
-        for name, values in times.items():
-            ratio = statistics.median(v / b for v, b in zip(values, baseline))
-            print(f"{name:<44}{statistics.median(values) * 1000:>10.1f}{min(values) * 1000:>9.1f}{ratio:>18.2f}")
-        return 0
+        with empty_ollama() as host:
+            return measure(args, script, work, host)
     finally:
-        server.shutdown()
-        server.server_close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, script: Path, work: Path, host: str) -> int:
+    base = {key: value for key, value in os.environ.items()
+            if key != "PYTHONDONTWRITEBYTECODE" and not key.startswith(("OLLAMA_", "CORRAL_"))}
+    base.update(HOME=str(work / "home"), XDG_CACHE_HOME=str(work / "cache"), OLLAMA_HOST=host)
+    versions = {"": base}
+    if args.against:
+        code = overlay(args.against, work / "against")
+        versions[f" @{args.against}"] = {**base, "PYTHONPATH": str(code), "XDG_CACHE_HOME": str(work / "cache2")}
+    cases: dict[str, tuple[list[str], dict[str, str], Path | None]] = {
+        "python -c pass": ([sys.executable, "-c", "pass"], base, None)}
+    for label, env in versions.items():
+        cases[f"corral --help (saved table){label}"] = ([str(script), "--help"], env, None)
+        cases[f"corral --help (no table){label}"] = ([str(script), "--help"], env, Path(env["XDG_CACHE_HOME"]))
+        cases[f"corral list{label}"] = ([str(script), "list"], env, None)
+        cases[f"corral ps{label}"] = ([str(script), "ps"], env, None)
+    for command, env, _fresh in cases.values():  # warm-up: bytecode, page cache, the saved table
+        timed(command, env, None)
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.runs):
+        for name, (command, env, fresh) in cases.items():
+            times[name].append(timed(command, env, fresh))
+    print(f"{args.runs} rounds, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"{'case':<44}{'median ms':>10}{'min ms':>9}{'x python -c pass':>18}")
+    baseline = times["python -c pass"]
+    for name, values in times.items():
+        ratio = statistics.median(v / b for v, b in zip(values, baseline))
+        print(f"{name:<44}{statistics.median(values) * 1000:>10.1f}{min(values) * 1000:>9.1f}{ratio:>18.2f}")
+    return 0
 
 
 if __name__ == "__main__":

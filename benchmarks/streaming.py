@@ -268,8 +268,51 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class Server:
-    """``corral serve`` over a temporary store holding the model; stopped by ``close()`` (idempotent)."""
+class Process:
+    """A server subprocess in a session of its own with its output in ``log_path``; it gets SIGTERM
+    if this script dies, and ``close()`` (idempotent) stops it: SIGTERM, then its whole process
+    group killed if it is too slow or a second Ctrl+C comes."""
+
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl+C reaches only us; we stop the server ourselves
+            preexec_fn=_die_with_parent,
+        )
+        atexit.register(self.close)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def close(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        try:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # a corral server stops its runner before it exits
+                process.wait(timeout=30)
+        except BaseException:  # too slow, or a second Ctrl+C: kill the server's whole process group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
+                raise
+        finally:
+            self.process = None
+            self.log.close()
+
+
+class Server(Process):
+    """``corral serve`` over a temporary store holding the model."""
 
     def __init__(self, model_path: Path, workdir: Path, *, num_parallel: int = 1,
                  extra_env: dict[str, str] | None = None, code: Path | None = None) -> None:
@@ -285,19 +328,8 @@ class Server:
         env.update(extra_env or {})
         if code is not None:  # another revision's corral, found before the installed one
             env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(code), env.get("PYTHONPATH"))))
-        self.log_path = workdir / "server.log"
-        self.log = self.log_path.open("wb")
-        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"],
-            env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl+C reaches only us; we stop the server ourselves
-            preexec_fn=_die_with_parent,
-        )
-        atexit.register(self.close)
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        super().__init__([sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"],
+                         workdir / "server.log", env)
 
     def wait_ready(self, client: Any, timeout: float = 60) -> None:
         import httpx
@@ -312,29 +344,6 @@ class Server:
             if self.process is None or self.process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"corral serve did not start; its log:\n{self.log_tail()}")
             time.sleep(0.1)
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def close(self) -> None:
-        process = self.process
-        if process is None:
-            return
-        try:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)  # the server stops its runner before it exits
-                process.wait(timeout=30)
-        except BaseException:  # too slow, or a second Ctrl+C: kill the server's whole process group
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
-                raise
-        finally:
-            self.process = None
-            self.log.close()
 
 
 class Corral:

@@ -5,16 +5,15 @@ every change of plugins, config and code. (Timings are benchmarks' business; the
 from __future__ import annotations
 
 import ast
-import http.server
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from servers import empty_ollama
 from support import REPO, clean_environ
 
 PROBE = """
@@ -76,29 +75,8 @@ def test_help_from_the_saved_commands_imports_only_the_command_line(env: dict[st
 
 @pytest.fixture
 def ollama_stub() -> Iterator[str]:
-    """An HTTP server that answers what `corral list` and `corral ps` ask, with no models."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-
-        def do_GET(self) -> None:
-            body = b"Ollama is running" if self.path == "/" else b'{"models": []}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with empty_ollama() as host:
+        yield host
 
 
 @pytest.mark.parametrize("command", ["list", "ps", "ls"])
