@@ -167,7 +167,12 @@ class LoadedModel(Protocol):
 
 @runtime_checkable
 class Runtime(Protocol):
-    """Loads models of some formats (``RuntimeSpec.formats``)."""
+    """Loads models of some formats (``RuntimeSpec.formats``).
+
+    Optional members the kernel uses when present: ``nodes() -> int``, the machines the runtime
+    spreads models over (OLLAMA_MAX_LOADED_MODELS then counts per node), and ``close()`` (async),
+    called once the scheduler stops. A loaded model may have ``node``, where it runs (``/api/ps``).
+    """
 
     def load(self, spec: LoadSpec) -> AbstractAsyncContextManager[LoadedModel]:
         """Load the model on entry and unload it on exit. The scheduler enters and exits it in
