@@ -688,11 +688,13 @@ def main(argv: list[str] | None = None) -> int:
             other = corrals[1].label
             theirs = summary(rows, other)
             versus = revision_summary(rows, other)
-            result["against"] = {"revision": args.against, **versus, "their_pair_decode_ratio": theirs["pair_decode_ratio"]}
+            result["against"] = {"revision": args.against, **versus,
+                                 "their_pair_decode_ratio": theirs["pair_decode_ratio"]}
             print(f"\n{other}/baseline decode: {theirs['pair_decode_ratio']:.3f}  (median of the per-pair ratios)")
             print(f"corral/{other} decode: {versus['decode_ratio']:.3f}  (median of {versus['pairs']} per-pair ratios)")
             print(f"server CPU per token: corral {versus['server_ms_per_token']:.3f} ms, {other} "
-                  f"{versus['other_server_ms_per_token']:.3f} ms (median), per-pair ratio {versus['server_cpu_ratio']:.3f}")
+                  f"{versus['other_server_ms_per_token']:.3f} ms (median), "
+                  f"per-pair ratio {versus['server_cpu_ratio']:.3f}")
         if args.json:
             args.json.write_text(json.dumps({
                 "date": dt.datetime.now().astimezone().isoformat(), "cpus": os.cpu_count(),

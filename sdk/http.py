@@ -30,8 +30,8 @@ __all__ = [
     "ACCESS_LEVELS", "FULL", "INFERENCE", "OPEN", "access", "access_of",
     "JSON_TYPE", "KERNEL_KEY", "NDJSON_TYPE", "SSE_TYPE", "STREAMS_KEY", "Bind", "Fields", "OpenStreams", "bind_port",
     "check_think", "checked_model_name", "counted_stream", "empty_response", "error_response", "go_json",
-    "go_json_string", "json_response", "kernel", "ndjson_lines", "ndjson_stream", "now_utc", "openai_error", "openai_json_response",
-    "parse_keep_alive_value", "progress_json", "progress_response", "read_json", "rfc3339", "sse_stream",
+    "go_json_string", "json_response", "kernel", "ndjson_lines", "ndjson_stream", "now_utc", "openai_error",
+    "openai_json_response", "parse_keep_alive_value", "progress_json", "progress_response", "read_json", "rfc3339", "sse_stream",
 ]
 
 log = logging.getLogger("corral.server")
@@ -249,7 +249,8 @@ async def ndjson_stream(items: AsyncGenerator[Mapping[str, Any], None]) -> Respo
     return ndjson_lines(items, first=first)
 
 
-def ndjson_lines(items: AsyncGenerator[Any, None], *, first: Any, line: Callable[[Any], bytes] | None = None) -> Response:
+def ndjson_lines(items: AsyncGenerator[Any, None], *, first: Any,
+                 line: Callable[[Any], bytes] | None = None) -> Response:
     """An NDJSON stream of ``first`` and then ``items``, each turned into one line by ``line``
     (default: the object as Go's JSON); a late error is one more ``{"error": ...}`` line."""
     return counted_stream(items, first=first, frame=line or _ndjson_line, failure_frame=_ndjson_line,

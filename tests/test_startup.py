@@ -54,7 +54,8 @@ def test_every_public_name_is_listed_for_type_checkers_where_it_lives() -> None:
     import corral
 
     tree = ast.parse((REPO / "core" / "__init__.py").read_text())
-    block = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING")
+    block = next(node for node in tree.body
+                 if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING")
     typed = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) and node.level == 1
              for alias in node.names}
     assert typed == corral._HOME
