@@ -380,7 +380,11 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     right.set_ylabel("time to first token, ms")
     right.set_yscale("log")
     right.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    right.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     right.legend(fontsize="small")
+    noisy, rounds = sum(r["noisy_rounds"] for r in rows), sum(r["rounds"] for r in rows)
+    if noisy:
+        title += f"\nNOISY: other processes used more than {NOISY_CORES} cores in {noisy} of {rounds} rounds"
     figure.suptitle(title, fontsize="medium")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
