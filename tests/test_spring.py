@@ -203,7 +203,7 @@ def test_pull_strategy_pulls_a_missing_model(tmp_path: Path, smollm2_gguf: Path)
             # Spring always sends "insecure": false, so a plain-HTTP registry is refused, as Ollama refuses it
             refused = HTTP.post(f"{url}/api/pull", headers=spring.WEB_CLIENT_HEADERS,
                                 content=spring.ollama_pull_request(f"http://{registry.host}/library/smol"))
-            assert (refused.status_code, refused.json()) == (500, {"error": "insecure protocol http"})
+            assert (refused.status_code, refused.json()) == (400, {"error": "insecure protocol http"})
             # the same request to a registry it may reach (this fake one speaks HTTP only, hence insecure)
             body = spring.ollama_pull_request(f"{registry.host}/library/smol").replace(b'"insecure":false',
                                                                                      b'"insecure":true')

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -136,7 +137,7 @@ def test_curl_over_http2_and_the_key_stays_out_of_the_debug_log(server: str, fil
     assert "smol:latest" in [model["name"] for model in json.loads(body)["models"]]
     time.sleep(0.5)  # the request log line
     text = "".join(log)
-    assert "path=\"/api/tags\" status=200" in text
+    assert "path=/api/tags endpoint=/api/tags status=200" in text
     assert KEY not in text
 
 
@@ -197,3 +198,18 @@ def test_bad_tls_settings_stop_the_server_with_a_clear_error(files: dict[str, Pa
         result = run_corral("serve", env={**clean_env, "OLLAMA_HOST": "127.0.0.1:0", **settings}, input="", timeout=30)
         assert result.returncode == 2, result.stderr
         assert "Error: " in result.stderr and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_idle_client_that_never_reads_again_does_not_hold_up_sigterm(env: dict[str, str],
+                                                                         trust: ssl.SSLContext) -> None:
+    """A keep-alive HTTPS connection whose client went quiet: the server's close_notify is never
+    answered. asyncio would wait 30 s for it; the server gives up after its graceful period."""
+    alone = {**env, "CORRAL_WEBUI_PORT": str(free_port())}  # the module's server holds the other port
+    with running_server(alone, scheme="https", verify=trust) as url:
+        host, port = url.removeprefix("https://").split(":")
+        idle = trust.wrap_socket(socket.create_connection((host, int(port))), server_hostname=host)
+        idle.sendall(f"GET /api/version HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n\r\n".encode())
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 20
+    idle.close()

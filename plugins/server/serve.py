@@ -42,6 +42,20 @@ def tls_files(settings: Any) -> tuple[str, str] | None:
     return str(cert), str(key)
 
 
+def bound_tls_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    """Make every TLS listener Hypercorn opens on ``loop`` give up on a client's close_notify after
+    GRACEFUL_SECONDS. Hypercorn passes no ``ssl_shutdown_timeout``, so asyncio's 30 s default
+    applied: one idle keep-alive client that never read again held SIGTERM up for 30 s."""
+    create_server = loop.create_server
+
+    async def create_bounded_server(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_shutdown_timeout", GRACEFUL_SECONDS)
+        return await create_server(*args, **kwargs)
+
+    loop.create_server = create_bounded_server  # type: ignore[method-assign]
+
+
 def check_exposure(settings: Any) -> None:
     """Warn about an address other machines reach with no key (or keys over plain HTTP); with
     ``server.require_keys``, refuse to start without a key there."""
@@ -87,6 +101,8 @@ async def serve(kernel: Any) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, signalled.set)
+    if tls is not None:
+        bound_tls_shutdown(loop)
     store = kernel.store  # configuration errors surface here, before any task starts
     app = create_app(kernel, streams)
     try:
