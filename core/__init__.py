@@ -30,6 +30,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl, hookspec
 from .interfaces import (
+    BlobReader,
     BlobStore,
     Inference,
     Kernel,
@@ -83,6 +84,8 @@ from .types import (
     Manifest,
     Metrics,
     ModelDeleted,
+    ModelFacts,
+    ModelFiles,
     ModelInfo,
     ModelLoaded,
     ModelParts,
@@ -128,11 +131,11 @@ __all__ = [
     "DEFAULT_HOST", "DEFAULT_NAMESPACE", "DEFAULT_TAG", "FOREVER",
     "MEDIA_ADAPTER", "MEDIA_LICENSE", "MEDIA_MESSAGES", "MEDIA_MODEL", "MEDIA_PARAMS", "MEDIA_PROJECTOR",
     "MEDIA_PROMPT", "MEDIA_SYSTEM", "MEDIA_TEMPLATE", "MEDIA_TYPE_CONFIG", "MEDIA_TYPE_MANIFEST",
-    "BlobNotFound", "BlobPart", "BlobStore", "BlobsPruned", "ChatRequest", "CompletionChunk", "CompletionRequest",
+    "BlobNotFound", "BlobPart", "BlobReader", "BlobStore", "BlobsPruned", "ChatRequest", "CompletionChunk", "CompletionRequest",
     "ConfigError", "ConversionError", "CorralError", "CreateRequest", "DigestMismatch", "EmbedRequest",
     "Embeddings", "Event", "GenerateRequest", "HostSpec", "Inference", "InvalidDigest", "InvalidModelFile",
     "InvalidName", "InvalidRequest", "Kernel", "Layer", "LoadSpec", "LoadedModel", "Manifest", "Metrics",
-    "ModelDeleted", "ModelInfo", "ModelLoaded", "ModelNotFound", "ModelParts", "ModelRef", "ModelSource",
+    "ModelDeleted", "ModelFacts", "ModelFiles", "ModelInfo", "ModelLoaded", "ModelNotFound", "ModelParts", "ModelRef", "ModelSource",
     "ModelStored", "ModelUnloaded", "PartialBlob", "PluginError", "Progress", "PullError", "Quantizer",
     "QuantizerSpec", "Reply", "RequestFinished", "RunnerStarted", "RunnerStopped", "RunningModel", "Runtime",
     "RuntimeFailure", "RuntimeSpec", "Scheduler", "ServerBusy", "SettingSpec", "Settings", "SourceSpec", "Store",

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .durations import parse_go_duration, parse_keep_alive
+from .durations import FOREVER, parse_go_duration, parse_keep_alive
 from .errors import ConfigError
 from .types import SettingSpec
 
@@ -202,6 +202,22 @@ def parse_string(value: Any) -> str:
     return _unquote(value)
 
 
+def _load_timeout(value: Any) -> float:
+    """OLLAMA_LOAD_TIMEOUT as Ollama reads it: a Go duration or whole seconds; zero or negative
+    means no limit (``FOREVER``)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 5m")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = _unquote(value)
+        try:
+            seconds = float(int(text)) if text.lstrip("+-").isdigit() else parse_go_duration(text)
+        except ValueError:
+            raise ValueError("expected a duration such as 5m or whole seconds") from None
+    return FOREVER if seconds <= 0 else seconds
+
+
 def _keep_alive(value: Any) -> float:
     if isinstance(value, str):
         value = _unquote(value)
@@ -251,6 +267,8 @@ CORE_SETTINGS: tuple[CoreSetting, ...] = (
                 help="requests waiting for a model before the server answers 503"),
     CoreSetting(key="server.max_loaded_models", env="OLLAMA_MAX_LOADED_MODELS", default=1,
                 converter=parse_count(1), help="models loaded at the same time"),
+    CoreSetting(key="server.load_timeout", env="OLLAMA_LOAD_TIMEOUT", default=300.0, converter=_load_timeout,
+                help="how long a model may take to load before the request fails (5m; 0 or negative = no limit)"),
     CoreSetting(key="server.context_length", env="OLLAMA_CONTEXT_LENGTH", default=4096,
                 converter=parse_count(4), help="default num_ctx"),
     CoreSetting(key="server.debug", env="OLLAMA_DEBUG", default=0, converter=parse_debug,
@@ -278,6 +296,7 @@ class Settings:
     num_parallel: int
     max_queue: int
     max_loaded_models: int
+    load_timeout: float
     context_length: int
     debug: int
     noprune: bool
@@ -342,6 +361,7 @@ class Settings:
             num_parallel=values["server.num_parallel"],
             max_queue=values["server.max_queue"],
             max_loaded_models=values["server.max_loaded_models"],
+            load_timeout=values["server.load_timeout"],
             context_length=values["server.context_length"],
             debug=values["server.debug"],
             noprune=values["server.noprune"],

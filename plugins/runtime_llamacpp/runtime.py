@@ -17,8 +17,19 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from corral import CompletionChunk, CompletionRequest, CorralError, InvalidRequest, LoadSpec, RuntimeFailure, ServerBusy
+from corral import (
+    CompletionChunk,
+    CompletionRequest,
+    CorralError,
+    InvalidRequest,
+    LoadSpec,
+    ModelFacts,
+    ModelFiles,
+    RuntimeFailure,
+    ServerBusy,
+)
 
+from .facts import describe, local_path
 from .protocol import decode, encode
 from .reaper import RUNNER_MODULE
 
@@ -33,12 +44,19 @@ class LlamaCppRuntime:
         self.debug = debug
         self.stream_interval_ms = stream_interval_ms
 
+    async def describe(self, files: ModelFiles) -> ModelFacts:
+        return await describe(files)
+
     @asynccontextmanager
     async def load(self, spec: LoadSpec) -> AsyncIterator[RunnerModel]:
         """Start a runner for ``spec`` and yield it once the model is loaded; stop it on exit."""
-        config = {"model_path": spec.model_path, "adapters": list(spec.adapters), "verbose": self.debug > 1,
-                  "stream_interval_ms": self.stream_interval_ms,
+        files = spec.files
+        config = {"model_path": str(local_path(files, files.model)),
+                  "adapters": [str(local_path(files, digest)) for digest in files.adapters],
+                  "verbose": self.debug > 1, "stream_interval_ms": self.stream_interval_ms,
                   "num_parallel": spec.num_parallel, "embedding": spec.embedding, **spec.options}
+        if spec.embedding and not spec.facts.embedding:
+            config["pooling"] = "mean"  # a generative model asked for embeddings
         process = await anyio.open_process(
             [sys.executable, "-m", RUNNER_MODULE, json.dumps(config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -54,6 +72,9 @@ class LlamaCppRuntime:
                 with anyio.CancelScope(shield=True):
                     await model.stop()
                 group.cancel_scope.cancel()
+
+    async def close(self) -> None:
+        pass  # every runner belongs to a loaded model, and those are gone by now
 
 
 class Inbox:
@@ -89,6 +110,7 @@ class RunnerModel:
         self.write_lock = anyio.Lock()
         self.dead = anyio.Event()
         self.context_length = 0
+        self.node: str | None = None
         self.slots = 1
 
     # -- process plumbing -------------------------------------------------------------------
