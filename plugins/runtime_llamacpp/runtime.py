@@ -112,6 +112,7 @@ class RunnerModel:
         self.context_length = 0
         self.node: str | None = None
         self.slots = 1
+        self.ready = False
 
     # -- process plumbing -------------------------------------------------------------------
 
@@ -138,6 +139,7 @@ class RunnerModel:
             raise RuntimeFailure(f"llama runner failed to load the model: {message.get('error', message)}")
         self.context_length = message["n_ctx"]
         self.slots = message["slots"]
+        self.ready = True
 
     async def read_stdout(self) -> None:
         try:
@@ -170,6 +172,9 @@ class RunnerModel:
         return f"{reason}: {detail}" if detail else reason
 
     async def stop(self) -> None:
+        if self.process.returncode is None and not self.ready:
+            self.process.kill()  # a load cut short (timeout, shutdown): the runner reads no requests yet
+            await self._reap()
         if self.process.returncode is None:
             try:
                 await self._send({"op": "shutdown"})
