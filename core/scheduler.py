@@ -108,9 +108,10 @@ class Lease:
     model: Any
     entry: Loaded
     load_duration_ns: int
-    """From the request to its slot: Ollama's ``load_duration``."""
-    loading_ns: int = 0
-    """The part of it spent waiting for the model to load (0 when it was loaded)."""
+    """From asking for the slot to holding it (Ollama's load_duration): queueing and loading."""
+    queue_duration_ns: int = 0
+    """The part of it spent waiting (for a slot, for room, for a load another request started);
+    the rest, if any, loaded the model for this request."""
 
 
 @attrs.define(eq=False)
@@ -157,20 +158,23 @@ class Scheduler:
         started = time.perf_counter_ns()
         ticket = _Ticket(self)
         try:
-            entry, loading_ns = await self._slot(info, load_options(options), keep_alive, embedding, ticket)
+            entry, loaded_ns = await self._slot(info, load_options(options), keep_alive, embedding, ticket)
         finally:
             ticket.leave()
         load_duration = time.perf_counter_ns() - started
         try:
-            yield Lease(model=entry.model, entry=entry, load_duration_ns=load_duration, loading_ns=loading_ns)
+            yield Lease(model=entry.model, entry=entry, load_duration_ns=load_duration,
+                        queue_duration_ns=max(load_duration - loaded_ns, 0))
         finally:
             entry.slots.release()
             self._release(entry)
 
     async def _slot(self, info: ModelInfo, requested: dict[str, Any], keep_alive: float | None,
                     embedding: bool, ticket: _Ticket) -> tuple[Loaded, int]:
+        loaded_ns = 0
         while True:
             entry, loading_ns = await self._reserve(info, requested, embedding, ticket)
+            loaded_ns += loading_ns
             if keep_alive is not None:
                 entry.keep_alive = keep_alive
             try:
@@ -179,13 +183,14 @@ class Scheduler:
                 self._release(entry)
                 raise
             if entry.live:
-                return entry, loading_ns
+                return entry, loaded_ns
             entry.slots.release()  # it died or was told to stop while we waited: start over
             self._release(entry)
 
     async def _reserve(self, info: ModelInfo, requested: dict[str, Any], embedding: bool,
                        ticket: _Ticket) -> tuple[Loaded, int]:
-        """A live entry for the model with a reference taken, so nothing unloads it. Each pass
+        """A live entry for the model with a reference taken, so nothing unloads it, and how long
+        this request spent loading it (0 unless the load was started for this request). Each pass
         decides without awaiting anything, so no lock is needed and none is held while loading."""
         key = (info.digest, embedding)
         while True:
@@ -195,7 +200,8 @@ class Scheduler:
             if entry is not None and entry.live:
                 if entry.requested == requested:
                     self._take(entry)
-                    return entry, await self._await_load(entry)
+                    await self._await_load(entry)  # another request's load: queueing for this one
+                    return entry, 0
                 if not entry.idle:
                     await changed.wait()  # loaded with other options and in use: reload when idle
                     continue

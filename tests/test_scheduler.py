@@ -320,3 +320,27 @@ def test_shutdown_unloads_everything_and_closes_runtimes(tmp_path: Path) -> None
 
     run(tmp_path, runtime, scenario)
     assert runtime.loaded == [] and runtime.closed
+
+
+def test_a_lease_tells_loading_for_itself_from_queueing(tmp_path: Path) -> None:
+    runtime = FakeRuntime(load_delay=0.3)
+
+    async def scenario(kernel: Any, events: Events) -> dict[str, tuple[int, int]]:
+        info = await kernel.store.get("a")
+        durations: dict[str, tuple[int, int]] = {}
+
+        async def lease(label: str) -> None:
+            async with kernel.scheduler.lease(info, {}, keep_alive=None) as held:
+                durations[label] = (held.load_duration_ns, held.queue_duration_ns)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(lease, "loader")
+            await anyio.sleep(0.1)
+            group.start_soon(lease, "follower")
+        return durations
+
+    durations = run(tmp_path, runtime, scenario)
+    load, queue = durations["loader"]
+    assert load >= 0.3e9 and queue < 0.1e9  # it loaded the model: loading, not queueing
+    load, queue = durations["follower"]
+    assert load >= 0.15e9 and queue == load  # it waited for another request's load
