@@ -18,7 +18,7 @@ from .errors import PluginError
 ENTRY_POINT_GROUP = "corral"
 
 BUNDLED_PLUGINS: tuple[str, ...] = (
-    "corral.defaults",
+    "corral.runtime_choice",
     "corral.plugins.store_fs",
     "corral.plugins.source_ollama",
     "corral.plugins.cli.commands",

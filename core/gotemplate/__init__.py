@@ -8,6 +8,6 @@
 from __future__ import annotations
 
 from .template import Template
-from .values import NIL, FieldSpec, GoType, Named, Pointer, Struct
+from ..govalues import NIL, FieldSpec, GoType, Named, Pointer, Struct
 
 __all__ = ["NIL", "FieldSpec", "GoType", "Named", "Pointer", "Struct", "Template"]
