@@ -137,19 +137,23 @@ def parse_count(minimum: int) -> Callable[[Any], int]:
     return convert
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds, from a number or a Go duration as Ollama's variables take them (``30``, ``30s``,
-    ``1.5m``, ``1h30m``); never negative."""
+def _seconds(value: Any) -> float:
+    """A number of seconds, or a Go duration (``30s``, ``1.5m``, ``1h30m``), as Ollama's variables
+    take them; may be negative."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s or 5m")
     if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = _unquote(value)
-        try:
-            seconds = float(text) if text.lstrip("+-").replace(".", "", 1).isdigit() else parse_go_duration(text)
-        except ValueError:
-            raise ValueError("expected a duration such as 30s or 5m") from None
+        return float(value)
+    text = _unquote(value)
+    try:
+        return float(text) if text.lstrip("+-").replace(".", "", 1).isdigit() else parse_go_duration(text)
+    except ValueError:
+        raise ValueError("expected a duration such as 30s or 5m") from None
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds, from a number or a Go duration (``30``, ``30s``, ``1.5m``, ``1h30m``); never negative."""
+    seconds = _seconds(value)
     if not seconds >= 0:  # also refuses NaN
         raise ValueError("must be 0 or more")
     return seconds
@@ -203,19 +207,9 @@ def parse_string(value: Any) -> str:
 
 
 def _load_timeout(value: Any) -> float:
-    """OLLAMA_LOAD_TIMEOUT as Ollama reads it: a Go duration or whole seconds; zero or negative
-    means no limit (``FOREVER``)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 5m")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = _unquote(value)
-        try:
-            seconds = float(int(text)) if text.lstrip("+-").isdigit() else parse_go_duration(text)
-        except ValueError:
-            raise ValueError("expected a duration such as 5m or whole seconds") from None
-    return FOREVER if seconds <= 0 else seconds
+    """OLLAMA_LOAD_TIMEOUT as Ollama reads it; zero or negative means no limit (``FOREVER``)."""
+    seconds = _seconds(value)
+    return FOREVER if not seconds > 0 else seconds
 
 
 def _keep_alive(value: Any) -> float:
