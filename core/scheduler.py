@@ -153,6 +153,8 @@ class Scheduler:
         """Hold a slot on ``info`` loaded with ``options``' load-time part for one request."""
         if self._group is None:
             raise RuntimeError("the scheduler is not running")
+        if self._closing.is_set():
+            raise RuntimeFailure("the server is shutting down")
         if self.waiting >= self.settings.max_queue:
             raise ServerBusy(BUSY)
         started = time.perf_counter_ns()
@@ -285,6 +287,8 @@ class Scheduler:
 
     def _start_load(self, info: ModelInfo, requested: dict[str, Any], embedding: bool,
                     after: Loaded | None) -> Loaded:
+        if self._closing.is_set():
+            raise RuntimeFailure("the server is shutting down")
         num_parallel = 1 if embedding else self.settings.num_parallel
         entry = Loaded(key=(info.digest, embedding), info=info, requested=requested,
                        keep_alive=self.settings.keep_alive, num_parallel=num_parallel,
