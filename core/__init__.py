@@ -47,10 +47,12 @@ from .names import DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, ModelRef, parse
 from .settings import (
     HostSpec,
     Settings,
+    is_loopback_host,
     parse_bool,
     parse_count,
     parse_duration,
     parse_host,
+    parse_key,
     parse_list,
     parse_path,
     parse_port,
@@ -141,7 +143,7 @@ __all__ = [
     "RuntimeFailure", "RuntimeSpec", "Scheduler", "ServerBusy", "SettingSpec", "Settings", "SourceSpec", "Store",
     "StoreError", "StoreSpec", "TemplateError", "TransferFinished", "TransferProgress",
     "decode_manifest", "encode_manifest", "format_go_duration", "hookimpl", "hookspec", "manifest_digest",
-    "parse_bool", "parse_count", "parse_duration", "parse_go_duration", "parse_host", "parse_keep_alive",
+    "is_loopback_host", "parse_bool", "parse_count", "parse_duration", "parse_go_duration", "parse_host", "parse_keep_alive", "parse_key",
     "parse_list", "parse_path", "parse_port", "parse_positive_duration", "parse_reference", "parse_string",
     "validate_digest",
 ]

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from quart import Response, current_app, request
@@ -27,6 +27,7 @@ from corral.names import parse_reference
 from corral.types import Progress
 
 __all__ = [
+    "ACCESS_LEVELS", "FULL", "INFERENCE", "OPEN", "access", "access_of",
     "JSON_TYPE", "KERNEL_KEY", "NDJSON_TYPE", "SSE_TYPE", "STREAMS_KEY", "Bind", "Fields", "OpenStreams", "bind_port",
     "check_think", "checked_model_name", "counted_stream", "empty_response", "error_response", "go_json",
     "json_response", "kernel", "ndjson_stream", "now_utc", "openai_error", "openai_json_response",
@@ -66,20 +67,52 @@ class Bind:
     that declares such a bind answers only safe paths there (``/metrics`` on ``metrics.port``).
     """
 
-    address: str = attrs.field()
+    address: str
     requires_key: bool = True
 
-    @address.validator
-    def _check_address(self, _attribute: object, value: str) -> None:
-        bind_port(value)
+    def __attrs_post_init__(self) -> None:
+        if bind_port(self.address) == 0 and not self.requires_key:
+            raise ValueError(f"bind {self.address!r}: a bind without the API key needs a port of its own, not 0")
 
 
 def bind_port(address: str) -> int:
     """The port of a ``host:port`` bind; ValueError for anything else."""
-    _host, colon, port = address.rpartition(":")
-    if not colon or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"bind {address!r}: expected host:port with a port between 1 and 65535")
+    _host, colon, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not colon or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"bind {address!r}: expected host:port with a port up to 65535")
     return int(port)
+
+
+OPEN = "open"
+"""Access level of a view anyone may call, with no key (``GET /``, the web UI's files)."""
+INFERENCE = "inference"
+"""Access level of a view an inference key may call: running models, listing and showing them."""
+FULL = "full"
+"""Access level of a view only a full key may call: anything that changes the store. The default."""
+ACCESS_LEVELS = (OPEN, INFERENCE, FULL)
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def access(level: str) -> Callable[[View], View]:
+    """Declare which API keys may call a view when the server has keys (``server.api_keys``).
+
+    ``@access(INFERENCE)`` lets inference keys in as well as full ones; ``@access(OPEN)`` needs
+    no key at all. A view without it needs a full key. Put it under ``@blueprint.route``.
+    """
+    if level not in ACCESS_LEVELS:
+        raise ValueError(f"access level {level!r}: expected one of {', '.join(ACCESS_LEVELS)}")
+
+    def declare(view: View) -> View:
+        view.corral_access = level  # type: ignore[attr-defined]
+        return view
+
+    return declare
+
+
+def access_of(view: Callable[..., Any]) -> str:
+    """The access level a view declared with :func:`access`; FULL when it declared none."""
+    return getattr(view, "corral_access", FULL)
 
 
 class OpenStreams:

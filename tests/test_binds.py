@@ -49,12 +49,18 @@ def test_a_port_both_keyed_and_keyless_is_a_config_error(tmp_path: Path) -> None
         listen_binds(kernel(tmp_path, BindPlugin(Bind("0.0.0.0:11434", requires_key=False))))
 
 
-@pytest.mark.parametrize("address", ["", "localhost", "unix:/tmp/corral.sock", "127.0.0.1:http", "[::1]:70000"])
-def test_a_bind_that_is_not_host_and_port_is_refused(tmp_path: Path, address: str) -> None:
+@pytest.mark.parametrize("address", ["", "localhost", "unix:/tmp/corral.sock", "127.0.0.1:http", "[::1]:70000", 3000])
+def test_a_bind_that_is_not_host_and_port_is_refused(tmp_path: Path, address: object) -> None:
     with pytest.raises(ValueError, match="expected host:port"):
-        Bind(address)
+        Bind(address)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="register_binds: bind"):
         listen_binds(kernel(tmp_path, BindPlugin(address)))
+
+
+def test_a_keyless_bind_needs_a_fixed_port(tmp_path: Path) -> None:
+    assert Bind("127.0.0.1:0").requires_key
+    with pytest.raises(ValueError, match="needs a port of its own, not 0"):
+        Bind("127.0.0.1:0", requires_key=False)
 
 
 def plugin_distribution(site: Path, module: str, source: str) -> None:

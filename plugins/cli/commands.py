@@ -62,11 +62,14 @@ def config_command(state: Any, as_json: bool) -> None:
     kernel = state.kernel()
     settings = kernel.settings
     keys = list(settings.origin_of)
-    values = {key: _shown(settings.value_of(key)) for key in keys}
+    values = {key: _hidden(settings.value_of(key)) if settings.is_secret(key) else _shown(settings.value_of(key))
+              for key in keys}
+    warnings = list(settings.exposure_warnings())
     if as_json:
         report = {
             "config_file": str(settings.config_path) if settings.config_path else None,
             "settings": {key: {"value": values[key], "from": settings.origin_of[key]} for key in keys},
+            "warnings": warnings,
         }
         click.echo(json.dumps(report, indent=2))
         return
@@ -74,6 +77,15 @@ def config_command(state: Any, as_json: bool) -> None:
     rows = [[key, json.dumps(values[key]) if not isinstance(values[key], str) else values[key],
              settings.origin_of[key]] for key in keys]
     click.echo(columns(["KEY", "VALUE", "FROM"], rows))
+    for warning in warnings:
+        click.echo(f"\nWarning: {warning}")
+
+
+def _hidden(value: Any) -> str:
+    """A secret setting as ``corral config`` shows it: whether it is set, never its value."""
+    if isinstance(value, tuple):
+        return f"({len(value)} hidden)" if value else ""
+    return "(hidden)" if value else ""
 
 
 @click.command("plugins")

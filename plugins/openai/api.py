@@ -18,7 +18,7 @@ from quart import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from corral import CorralError, InvalidName, ModelNotFound, Reply, parse_reference
-from corral.sdk.http import checked_model_name, kernel, openai_error, read_json, sse_stream
+from corral.sdk.http import INFERENCE, access, checked_model_name, kernel, openai_error, read_json, sse_stream
 from corral.sdk.http import openai_json_response as json_response
 
 from . import responses
@@ -62,6 +62,7 @@ def combined(first: Reply, rest: list[Reply]) -> Reply:
 
 
 @blueprint.route("/chat/completions", methods=["POST"])
+@access(INFERENCE)
 async def chat_completions() -> Response:
     chat, streaming = chat_request(await read_json("openai.ChatCompletionRequest", empty="EOF"))
     model = checked_model_name(chat.model, empty_status=400)
@@ -99,6 +100,7 @@ async def _chat_events(id_: str, model: str, created: int, first: Reply, replies
 
 
 @blueprint.route("/completions", methods=["POST"])
+@access(INFERENCE)
 async def completions() -> Response:
     generate, streaming = completion_request(await read_json("openai.CompletionRequest", empty="EOF"))
     model = checked_model_name(generate.model, empty_status=404)
@@ -129,6 +131,7 @@ async def _completion_events(id_: str, model: str, first: Reply, replies: AsyncG
 
 
 @blueprint.route("/embeddings", methods=["POST"])
+@access(INFERENCE)
 async def embeddings() -> Response:
     embed, encoding = embed_request(await read_json("openai.EmbedRequest", empty="EOF"))
     model = checked_model_name(embed.model, empty_status=404)
@@ -147,6 +150,7 @@ def _owner(name: str) -> str:
 
 
 @blueprint.route("/models", methods=["GET"])
+@access(INFERENCE)
 async def list_models() -> Response:
     models = await kernel().store.list()
     data = [responses.model_object(info.name, int(info.modified_at.timestamp()), _owner(info.name)) for info in models]
@@ -154,6 +158,7 @@ async def list_models() -> Response:
 
 
 @blueprint.route("/models/<path:name>", methods=["GET"])
+@access(INFERENCE)
 async def retrieve_model(name: str) -> Response:
     checked_model_name(name, empty_status=404)
     try:

@@ -50,7 +50,7 @@ def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
         return error_response(f"internal error: {type(error).__name__}: {error}", 500)
 
     asgi: Any = app
-    for wrap in kernel.pm.hook.asgi_wrapper(kernel=kernel):
+    for wrap in kernel.pm.hook.asgi_wrapper(kernel=kernel, quart_app=app):
         if wrap is not None:
             asgi = wrap(asgi)
     logging.getLogger("quart.app").setLevel(logging.CRITICAL)  # errors are logged above, once

@@ -21,11 +21,13 @@ def register_blueprints(kernel: Any) -> Iterable[Any]:
 
 
 @hookspec
-def asgi_wrapper(kernel: Any) -> Callable[[Any], Any] | None:
+def asgi_wrapper(kernel: Any, quart_app: Any) -> Callable[[Any], Any] | None:
     """Return a function that wraps the ASGI app in middleware (CORS, authentication, metrics), or None.
 
-    Wrappers are applied in plugin call order, so the first plugin's middleware is innermost and
-    the last one sees requests first.
+    ``quart_app`` is the Quart app every blueprint is registered on (not the ASGI app being
+    wrapped), for middleware that needs its URL map or view functions. Wrappers are applied in
+    plugin call order, so the first plugin's middleware is innermost and the last one sees
+    requests first: the bundled server plugin's (request log, CORS, API keys) is outermost.
     """
 
 

@@ -13,7 +13,9 @@ from quart import Blueprint, Response
 
 from corral import FOREVER, ChatRequest, EmbedRequest, GenerateRequest, InvalidRequest, Metrics, ModelNotFound, Reply
 from corral.sdk.http import (
+    INFERENCE,
     Fields,
+    access,
     check_think,
     checked_model_name,
     json_response,
@@ -140,6 +142,7 @@ async def _respond(replies: AsyncGenerator[Reply, None], shape: Any, model: str,
 
 
 @blueprint.route("/api/generate", methods=["POST"])
+@access(INFERENCE)
 async def generate() -> Response:
     fields = Fields(await read_json("api.GenerateRequest"), "GenerateRequest")
     model = checked_model_name(fields.model(), empty_status=404)
@@ -155,6 +158,7 @@ async def generate() -> Response:
 
 
 @blueprint.route("/api/chat", methods=["POST"])
+@access(INFERENCE)
 async def chat() -> Response:
     fields = Fields(await read_json("api.ChatRequest"), "ChatRequest")
     model = checked_model_name(fields.model(), empty_status=400)
@@ -180,6 +184,7 @@ async def chat() -> Response:
 
 
 @blueprint.route("/api/embed", methods=["POST"])
+@access(INFERENCE)
 async def embed() -> Response:
     fields = Fields(await read_json("api.EmbedRequest"), "EmbedRequest")
     model = checked_model_name(fields.model(), empty_status=404)
@@ -208,6 +213,7 @@ async def embed() -> Response:
 
 
 @blueprint.route("/api/embeddings", methods=["POST"])
+@access(INFERENCE)
 async def embeddings() -> Response:
     fields = Fields(await read_json("api.EmbeddingRequest"), "EmbeddingRequest")
     model = checked_model_name(fields.model(), empty_status=400)
@@ -220,6 +226,7 @@ async def embeddings() -> Response:
 
 
 @blueprint.route("/api/ps", methods=["GET"])
+@access(INFERENCE)
 async def ps() -> Response:
     scheduler = kernel().scheduler
     models = []

@@ -8,7 +8,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from corral import InvalidName, InvalidRequest, ModelNotFound, parse_reference, validate_digest
-from corral.sdk.http import Fields, empty_response, error_response, json_response, kernel, read_json, rfc3339
+from corral.sdk.http import INFERENCE, OPEN, Fields, access, empty_response, error_response, json_response, kernel, read_json, rfc3339
 
 from .show import read_model_gguf, show_response
 
@@ -19,11 +19,13 @@ blueprint = Blueprint("ollama_api", __name__)
 
 
 @blueprint.route("/", methods=["GET", "HEAD"])
+@access(OPEN)
 async def root() -> Response:
     return Response("Ollama is running", content_type="text/plain; charset=utf-8")
 
 
 @blueprint.route("/api/version", methods=["GET", "HEAD"])
+@access(INFERENCE)
 async def version() -> Response:
     return json_response({"version": API_VERSION})
 
@@ -40,12 +42,14 @@ def list_entry(info: Any) -> dict[str, Any]:
 
 
 @blueprint.route("/api/tags", methods=["GET", "HEAD"])
+@access(INFERENCE)
 async def tags() -> Response:
     models = await kernel().store.list()
     return json_response({"models": [list_entry(info) for info in models]})
 
 
 @blueprint.route("/api/show", methods=["POST"])
+@access(INFERENCE)
 async def show() -> Response:
     fields = Fields(await read_json("api.ShowRequest"), "ShowRequest")
     name = fields.model()
