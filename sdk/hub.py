@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import attrs
 
-from corral import DEFAULT_TAG, CreateRequest, InvalidRequest, Kernel, ModelNotFound, ModelRef, Progress
+from corral import DEFAULT_TAG, CreateRequest, Hold, InvalidRequest, Kernel, ModelNotFound, ModelRef, Progress
 
 DEFAULT_QUANT = "Q4_K_M"
 """The quantization Ollama's Hugging Face integration picks when the reference has no tag."""
@@ -232,15 +232,19 @@ def copy_with_progress(report: Reporter, read: Callable[[int], bytes], target: P
 # -- into the store ------------------------------------------------------------------------------
 
 
-async def add_file(kernel: Kernel, path: Path, expected: str | None) -> str:
-    """Stream a local file into the store as a blob, verified against ``expected`` when given."""
+async def add_file(kernel: Kernel, path: Path, expected: str | None, hold: Hold) -> str:
+    """Stream a local file into the store as a blob, verified against ``expected`` when given,
+    and held from collection (``ModelStore.holding``) until the pull's manifest names it."""
 
     async def chunks() -> AsyncIterator[bytes]:
         async with await anyio.open_file(path, "rb") as handle:
             while chunk := await handle.read(CHUNK):
                 yield chunk
 
+    if expected is not None:
+        hold.add(expected)
     digest, _size = await kernel.store.add_blob(chunks(), expected)
+    hold.add(digest)
     return digest
 
 

@@ -65,13 +65,16 @@ def resolve_reference(reference: str, settings: Any) -> str | None:
 
 
 def _settings(kernel: Any) -> Any:
+    from corral.sdk.outbound import Policy
+
     from .registry import TransferSettings
 
     plugin = kernel.settings.plugin
     min_part = plugin["registry.min_part_size"]
     return TransferSettings(stall_timeout=plugin["registry.stall_timeout"], retries=plugin["registry.retries"],
                             backoff=plugin["registry.backoff"], min_part_size=min_part,
-                            max_part_size=max(min_part, 1_000_000_000), max_parts=plugin["registry.max_parts"])
+                            max_part_size=max(min_part, 1_000_000_000), max_parts=plugin["registry.max_parts"],
+                            policy=Policy.of(kernel))
 
 
 async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
@@ -148,7 +151,8 @@ class OllamaSource:
     async def pull(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
         store = self.kernel.store
         cancel = threading.Event()
-        registry = self._registry(ref, insecure, cancel)
+        # building an HTTP client (imports, TLS contexts) takes a while: not on the event loop
+        registry = await anyio.to_thread.run_sync(self._registry, ref, insecure, cancel)
         partials: list[Any] = []
         try:
             yield Progress(status="pulling manifest")
@@ -158,22 +162,26 @@ class OllamaSource:
             except StoreError as error:
                 raise PullError(f"pull model manifest: the registry sent an invalid manifest: "
                                 f"{error.message.removeprefix('corrupt manifest from the registry: ')}") from None
-            seen: set[str] = set()
-            for layer in [*manifest.layers, manifest.config]:
-                if layer.digest in seen:
-                    continue
-                seen.add(layer.digest)
-                async for item in self._pull_blob(registry, layer, partials, cancel):
-                    yield item
-            if partials:
-                yield Progress(status="verifying sha256 digest")
-                for partial in partials:
-                    await anyio.to_thread.run_sync(partial.verify)
-                for partial in list(partials):
-                    await anyio.to_thread.run_sync(partial.commit)
-                    partials.remove(partial)
-            yield Progress(status="writing manifest")
-            await store.put_raw(ref, raw)
+            await store.check_space({layer.digest: layer.size for layer in [*manifest.layers, manifest.config]},
+                                    "pull model")
+            # blobs present now (shared with other models) stay until the manifest names them
+            async with store.holding(manifest.digests):
+                seen: set[str] = set()
+                for layer in [*manifest.layers, manifest.config]:
+                    if layer.digest in seen:
+                        continue
+                    seen.add(layer.digest)
+                    async for item in self._pull_blob(registry, layer, partials, cancel):
+                        yield item
+                if partials:
+                    yield Progress(status="verifying sha256 digest")
+                    for partial in partials:
+                        await anyio.to_thread.run_sync(partial.verify)
+                    for partial in list(partials):
+                        await anyio.to_thread.run_sync(partial.commit)
+                        partials.remove(partial)
+                yield Progress(status="writing manifest")
+                await store.put_raw(ref, raw)
             yield Progress(status="success")
         finally:
             cancel.set()
@@ -223,7 +231,8 @@ class OllamaSource:
         raw = read[0]
         manifest = decode_manifest(raw, found.display)
         cancel = threading.Event()
-        registry = self._registry(ref, insecure, cancel)
+        # building an HTTP client (imports, TLS contexts) takes a while: not on the event loop
+        registry = await anyio.to_thread.run_sync(self._registry, ref, insecure, cancel)
         try:
             for layer in [*manifest.layers, manifest.config]:
                 status, digest = f"pushing {_short(layer.digest)}", layer.digest
