@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import anyio
 import attrs
 import pytest
 
-from .errors import BlobNotFound, DigestMismatch, InvalidRequest, ModelNotFound, RuntimeFailure
+from .errors import BlobNotFound, DigestMismatch, ModelNotFound, RuntimeFailure
 from .hookspecs import hookimpl
 from .names import ModelRef, parse_reference
 from .types import (
@@ -48,7 +47,6 @@ from .types import (
     BlobPart,
     CompletionChunk,
     CompletionRequest,
-    Layer,
     LoadSpec,
     Manifest,
     ModelFacts,
