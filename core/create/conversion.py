@@ -55,7 +55,7 @@ async def _from_safetensors(kernel: Any, files: Mapping[str, str], build: Build,
                             detect_template: bool) -> AsyncIterator[Progress]:
     """Convert a safetensors checkpoint (its blobs linked into a work folder under their names)
     to an F16 GGUF in a worker thread, and store that as the model layer."""
-    from .convert import convert_checkpoint
+    from ..convert import convert_checkpoint
 
     store = kernel.store
     paths = {name: await blob_file(store, digest, name) for name, digest in files.items()}
