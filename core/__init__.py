@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     )
     from .hookspecs import hookimpl, hookspec
     from .interfaces import (
+        BlobReader,
         BlobStore,
         Inference,
         Kernel,
@@ -96,6 +97,8 @@ if TYPE_CHECKING:
         Manifest,
         Metrics,
         ModelDeleted,
+        ModelFacts,
+        ModelFiles,
         ModelInfo,
         ModelLoaded,
         ModelParts,
@@ -123,7 +126,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # submodule: the names it gives
         "InvalidModelFile", "InvalidName", "InvalidRequest", "ModelNotFound", "NoSpace", "PluginError",
         "PullError", "RuntimeFailure", "ServerBusy", "StoreError", "TemplateError"),
     "hookspecs": ("hookimpl", "hookspec"),
-    "interfaces": ("BlobStore", "Inference", "Kernel", "LoadedModel", "ModelSource", "PartialBlob", "Quantizer",
+    "interfaces": ("BlobReader", "BlobStore", "Inference", "Kernel", "LoadedModel", "ModelSource", "PartialBlob", "Quantizer",
         "RunningModel", "Runtime", "Scheduler", "Store"),
     "names": ("DEFAULT_HOST", "DEFAULT_NAMESPACE", "DEFAULT_TAG", "ModelRef", "parse_reference",
         "validate_digest"),
@@ -134,7 +137,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # submodule: the names it gives
         "MEDIA_PROJECTOR", "MEDIA_PROMPT", "MEDIA_SYSTEM", "MEDIA_TEMPLATE", "MEDIA_TYPE_CONFIG",
         "MEDIA_TYPE_MANIFEST", "BlobPart", "BlobsPruned", "ChatRequest", "CompletionChunk", "CompletionRequest",
         "CreateRequest", "EmbedRequest", "Embeddings", "Event", "GenerateRequest", "Layer", "LoadSpec",
-        "Manifest", "Metrics", "ModelDeleted", "ModelInfo", "ModelLoaded", "ModelParts", "ModelStored",
+        "Manifest", "Metrics", "ModelDeleted", "ModelFacts", "ModelFiles", "ModelInfo", "ModelLoaded", "ModelParts", "ModelStored",
         "ModelUnloaded", "Progress", "QuantizerSpec", "Reply", "RequestFinished", "RunnerStarted",
         "RunnerStopped", "RuntimeSpec", "SettingSpec", "SourceSpec", "StoreSpec", "TransferFinished",
         "TransferProgress"),

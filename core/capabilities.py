@@ -6,28 +6,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import TemplateError
-from .gguf import GGUFFile
 from .gotemplate.ollama import PromptTemplate
 from .jinja_template import chat_template_capabilities
+from .types import ModelFacts
 
 
 def capabilities(
-    *, gguf: GGUFFile | None, template: str | None, has_projector: bool, config: Mapping[str, Any],
-    jinja: str | None = None,
+    *, facts: ModelFacts, template: str | None, has_projector: bool, config: Mapping[str, Any],
 ) -> list[str]:
     """``completion`` or ``embedding``, then what the template supports (``tools``, ``insert``,
-    ``thinking``), ``vision``, and any the config declares. ``template`` is the Go TEMPLATE;
-    ``jinja`` the GGUF chat template used when there is none."""
-    found = ["embedding" if gguf is not None and gguf.pooling_type is not None else "completion"]
+    ``thinking``), ``vision``, and any the config declares. ``template`` is the Go TEMPLATE; the
+    model's own Jinja chat template (``facts.chat_template``) counts when there is none."""
+    found = ["embedding" if facts.embedding else "completion"]
     if template:
         try:
             found += PromptTemplate.parse(template).capabilities()
         except TemplateError:
             pass
-    elif jinja:
-        found += chat_template_capabilities(jinja)
-    vision_key = f"{gguf.architecture}.vision.block_count" if gguf and gguf.architecture else None
-    if has_projector or (gguf is not None and vision_key in gguf.metadata):
+    elif facts.chat_template:
+        found += chat_template_capabilities(facts.chat_template)
+    if has_projector or facts.vision:
         found.append("vision")
     for extra in config.get("capabilities") or ():
         if isinstance(extra, str):

@@ -12,14 +12,12 @@ from contextlib import aclosing
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import anyio
 import attrs
 
 from . import options as option_rules
 from .capabilities import capabilities
 from .durations import parse_go_duration
 from .errors import InvalidRequest, RuntimeFailure
-from .gguf import GGUFFile, read_gguf
 from .gotemplate.named import named_template
 from .gotemplate.ollama import DEFAULT_TEMPLATE, PromptTemplate, PromptValues, message_from
 from .jinja_template import ChatTemplate
@@ -33,6 +31,7 @@ from .types import (
     Embeddings,
     GenerateRequest,
     Metrics,
+    ModelFacts,
     ModelInfo,
     ModelParts,
     Reply,
@@ -48,12 +47,10 @@ class Prepared:
 
     info: ModelInfo
     parts: ModelParts
-    gguf: GGUFFile | None
+    facts: ModelFacts
     template: PromptTemplate | ChatTemplate
     params: Mapping[str, Any]
     capabilities: tuple[str, ...]
-    bos_token: str = ""
-    eos_token: str = ""
 
 
 def parse_keep_alive_value(value: Any) -> float | None:
@@ -95,11 +92,9 @@ class Inference:
             self._prepared.move_to_end(info.digest)
             return cached
         parts = await self.kernel.store.parts(info)
-        gguf = None
-        if parts.model_path is not None:
-            gguf = await anyio.to_thread.run_sync(read_gguf, parts.model_path)
+        facts = await self.kernel.describe(info)
         params: dict[str, Any] = dict(parts.params)
-        jinja = gguf.chat_template if gguf is not None else None
+        jinja = facts.chat_template
         template: PromptTemplate | ChatTemplate
         if parts.template is not None:
             template = PromptTemplate.parse(parts.template)
@@ -111,12 +106,10 @@ class Inference:
         else:
             template = DEFAULT_TEMPLATE
         prepared = Prepared(
-            info=info, parts=parts, gguf=gguf, template=template, params=params,
+            info=info, parts=parts, facts=facts, template=template, params=params,
             capabilities=tuple(capabilities(
-                gguf=gguf, template=parts.template, jinja=jinja,
+                facts=facts, template=parts.template,
                 has_projector=info.manifest.layer_of(MEDIA_PROJECTOR) is not None, config=info.config)),
-            bos_token=_token_text(gguf, "tokenizer.ggml.bos_token_id"),
-            eos_token=_token_text(gguf, "tokenizer.ggml.eos_token_id"),
         )
         self._prepared[info.digest] = prepared
         while len(self._prepared) > 16:
@@ -252,7 +245,7 @@ class Inference:
                 prompt: str = "", suffix: str = "") -> str:
         if isinstance(template, ChatTemplate):
             return template.render(messages, tools=list(tools) or None, add_generation_prompt=True,
-                                   bos_token=prepared.bos_token, eos_token=prepared.eos_token,
+                                   bos_token=prepared.facts.bos_token, eos_token=prepared.facts.eos_token,
                                    enable_thinking=think)
         values = PromptValues(messages=[message_from(m) for m in messages], tools=list(tools) or None,
                               prompt=prompt, suffix=suffix, think=think, think_level=level, is_think_set=think_set)
@@ -337,12 +330,3 @@ def _tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
             names.append(function["name"])
     return names
 
-
-def _token_text(gguf: GGUFFile | None, key: str) -> str:
-    if gguf is None:
-        return ""
-    token_id = gguf.metadata.get(key)
-    tokens = gguf.metadata.get("tokenizer.ggml.tokens")
-    if isinstance(token_id, int) and isinstance(tokens, list) and 0 <= token_id < len(tokens):
-        return str(tokens[token_id])
-    return ""

@@ -28,6 +28,8 @@ from .types import (
     Layer,
     LoadSpec,
     Manifest,
+    ModelFacts,
+    ModelFiles,
     ModelInfo,
     ModelParts,
     Progress,
@@ -150,8 +152,24 @@ class ModelSource(Protocol):
 
 
 @runtime_checkable
+class BlobReader(Protocol):
+    """How a runtime reaches a model's blobs (``ModelFiles.blobs``; the kernel's store is one)."""
+
+    def blob_path(self, digest: str) -> Path | None:
+        """A local file holding the blob, or None when the store keeps it elsewhere."""
+
+    def read_blob(self, digest: str, offset: int = 0) -> AsyncIterator[bytes]:
+        """The blob's bytes from ``offset``, streamed; BlobNotFound when it is absent."""
+
+
+@runtime_checkable
 class LoadedModel(Protocol):
     """One model loaded by a runtime, able to serve requests until its runtime context exits."""
+
+    context_length: int
+    """The context it was loaded with (tokens), what prompts are truncated to; 0 for unknown."""
+    node: str | None
+    """Where it runs when the runtime spreads models over machines (shown in events), else None."""
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
         """Stream the continuation of ``request.prompt``; the last chunk has ``done=True``.
@@ -159,6 +177,9 @@ class LoadedModel(Protocol):
 
     async def embed(self, inputs: list[str], *, truncate: bool = True) -> tuple[list[list[float]], int]:
         """One vector per input (not normalised) and the number of tokens read."""
+
+    async def tokenize(self, text: str) -> list[int]:
+        """The model's tokens for ``text``; chat truncation counts with it."""
 
     async def wait(self) -> None:
         """Return when the model can serve no more (e.g. its process died); the scheduler then
@@ -169,14 +190,23 @@ class LoadedModel(Protocol):
 class Runtime(Protocol):
     """Loads models of some formats (``RuntimeSpec.formats``).
 
-    Optional members the kernel uses when present: ``nodes() -> int``, the machines the runtime
-    spreads models over (OLLAMA_MAX_LOADED_MODELS then counts per node), and ``close()`` (async),
-    called once the scheduler stops. A loaded model may have ``node``, where it runs (``/api/ps``).
+    One optional member the kernel uses when present: ``nodes() -> int``, the machines the runtime
+    spreads models over (OLLAMA_MAX_LOADED_MODELS then counts per node; 1 without it).
     """
+
+    async def describe(self, files: ModelFiles) -> ModelFacts:
+        """What the model is (architecture, trained context, chat template...), read from its
+        files in this runtime's format. The kernel asks once per model and remembers it; neither
+        the scheduler nor inference ever reads a model's files themselves."""
 
     def load(self, spec: LoadSpec) -> AbstractAsyncContextManager[LoadedModel]:
         """Load the model on entry and unload it on exit. The scheduler enters and exits it in
-        one task of its own, so the runtime may start tasks inside it."""
+        one task of its own, so the runtime may start tasks inside it. A load that outlasts
+        OLLAMA_LOAD_TIMEOUT is cancelled: stop whatever the load started when cancelled."""
+
+    async def close(self) -> None:
+        """Release what the runtime holds beyond its models; called once, at shutdown, after
+        every model is unloaded."""
 
 
 @runtime_checkable
@@ -330,6 +360,10 @@ class Kernel(Protocol):
 
     def runtime_for(self, model: ModelInfo) -> RuntimeSpec:
         """The runtime ``select_runtime`` chooses for ``model``; InvalidRequest when none can."""
+
+    async def describe(self, model: ModelInfo) -> ModelFacts:
+        """What the model is, as its runtime read it (``Runtime.describe``), asked once per model
+        and remembered; empty facts when no runtime loads its format."""
 
     def quantizer_for(self, kind: str) -> Quantizer:
         """The quantizer that makes ``kind`` (``Q4_K_M``...); InvalidRequest naming the known types."""

@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import anyio
 import attrs
 
-from .errors import ConfigError, InvalidRequest, PluginError
+from .errors import ConfigError, CorralError, InvalidRequest, PluginError
+from .interfaces import Runtime
 from .manager import CorralPluginManager, collect, make_plugin_manager
 from .inference import Inference
 from .scheduler import Scheduler
 from .settings import Settings
 from .store import ModelStore
-from .types import CreateRequest, Event, Progress, QuantizerSpec, RuntimeSpec, SettingSpec, SourceSpec, StoreSpec
+from .transfers import ObservedSource
+from .types import (
+    CreateRequest,
+    Event,
+    ModelFacts,
+    ModelFiles,
+    ModelInfo,
+    Progress,
+    QuantizerSpec,
+    RuntimeSpec,
+    SettingSpec,
+    SourceSpec,
+    StoreSpec,
+)
 
 log = logging.getLogger(__name__)
+
+FACTS_CACHED = 256
+"""Models whose facts the kernel remembers (a few hundred bytes each, the chat template aside)."""
 
 
 def registry(pm: CorralPluginManager, hook: str, what: str, **kwargs: Any) -> dict[str, Any]:
@@ -115,11 +134,14 @@ class Kernel:
         return ModelStore(blobs=spec.factory(self.settings), noprune=self.settings.noprune, emit=self.emit)
 
     def source_for(self, reference: str) -> Any:
-        """The ModelSource that owns ``reference``, built on first use."""
+        """The ModelSource that owns ``reference``, built on first use. Its pulls and pushes are
+        observed here, so every source's transfers are events (TransferProgress, TransferFinished)."""
         name = self.pm.hook.resolve_reference(reference=reference, settings=self.settings)
         if name is None or name not in self.sources:
             raise InvalidRequest(f'no model source handles "{reference}"')
-        return self._built_sources.setdefault(name, self.sources[name].factory(self))
+        if name not in self._built_sources:
+            self._built_sources[name] = self.sources[name].factory(self)
+        return ObservedSource(source=self._built_sources[name], emit=self.emit)
 
     def runtime_for(self, model: Any) -> RuntimeSpec:
         """The runtime to load ``model`` (a ModelInfo) with: candidates by format, then the hook."""
@@ -129,6 +151,57 @@ class Kernel:
         if chosen is None:
             raise InvalidRequest(f'no runtime can load models of format "{model_format}"')
         return chosen
+
+    def runtime(self, spec: RuntimeSpec) -> Runtime:
+        """The runtime ``spec`` makes, built on first use and shared by every model it loads."""
+        if spec.name not in self._built_runtimes:
+            self._built_runtimes[spec.name] = spec.factory(self)
+        return self._built_runtimes[spec.name]
+
+    @cached_property
+    def _built_runtimes(self) -> dict[str, Runtime]:
+        return {}
+
+    async def close_runtimes(self) -> None:
+        """Let every runtime built so far release what it holds (after its models are unloaded)."""
+        while self._built_runtimes:
+            _name, runtime = self._built_runtimes.popitem()
+            await runtime.close()
+
+    async def describe(self, model: ModelInfo) -> ModelFacts:
+        """What ``model`` is, asked once of the runtime that loads its format and remembered per
+        manifest digest; empty facts when no runtime loads it (or it has no weights layer)."""
+        cached = self._facts.get(model.digest)
+        if cached is not None:
+            self._facts.move_to_end(model.digest)
+            return cached
+        lock = self._describing.setdefault(model.digest, anyio.Lock())
+        async with lock:
+            try:
+                cached = self._facts.get(model.digest)
+                if cached is not None:
+                    return cached
+                try:
+                    runtime = self.runtime(self.runtime_for(model))
+                    files = ModelFiles.of(model, self.store)
+                except CorralError as error:
+                    log.debug("no facts for %s: %s", model.name, error)
+                    return ModelFacts()
+                facts = await runtime.describe(files)
+                self._facts[model.digest] = facts
+                while len(self._facts) > FACTS_CACHED:
+                    self._facts.popitem(last=False)
+                return facts
+            finally:
+                self._describing.pop(model.digest, None)
+
+    @cached_property
+    def _facts(self) -> OrderedDict[str, ModelFacts]:
+        return OrderedDict()
+
+    @cached_property
+    def _describing(self) -> dict[str, anyio.Lock]:
+        return {}
 
     @cached_property
     def _built_sources(self) -> dict[str, Any]:

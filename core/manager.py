@@ -18,7 +18,7 @@ from .errors import PluginError
 ENTRY_POINT_GROUP = "corral"
 
 BUNDLED_PLUGINS: tuple[str, ...] = (
-    "corral.defaults",
+    "corral.runtime_choice",
     "corral.plugins.store_fs",
     "corral.plugins.outbound",
     "corral.plugins.source_ollama",
@@ -34,7 +34,7 @@ BUNDLED_PLUGINS: tuple[str, ...] = (
 
 
 class PluginLoadWarning(UserWarning):
-    """A third-party plugin failed to load and was skipped."""
+    """A plugin failed (to load, or in a ``register_*`` hook) and was skipped; the rest works on."""
 
 
 class CorralPluginManager(pluggy.PluginManager):
@@ -76,7 +76,7 @@ def make_plugin_manager(
     pm = CorralPluginManager()
     pm.add_hookspecs(hookspecs)
     pm.hook.addhooks.call_historic(kwargs={"pluginmanager": pm})
-    strict = os.environ.get("CORRAL_STRICT_PLUGINS", "") not in ("", "0", "false")
+    strict = _strict()
     entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP)) if load_entry_points else []
     contrib = contrib_plugin_names()
     bundled = {short_name(dotted): dotted for dotted in BUNDLED_PLUGINS}
@@ -132,12 +132,30 @@ def _check_pending(pm: CorralPluginManager, strict: bool) -> None:
             pm.origins.pop(name, None)
 
 
+def _strict() -> bool:
+    return os.environ.get("CORRAL_STRICT_PLUGINS", "") not in ("", "0", "false")
+
+
 def collect(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
-    """Call a collector hook plugin by plugin, yielding ``(plugin name, record)`` pairs."""
+    """Call a collector hook plugin by plugin, yielding ``(plugin name, record)`` pairs.
+
+    A plugin whose implementation raises contributes nothing: a PluginLoadWarning names it and
+    its distribution, and every other plugin's records still count (``CORRAL_STRICT_PLUGINS=1``
+    makes it a PluginError instead)."""
     caller = getattr(pm.hook, hook)
+    origins = getattr(pm, "origins", {})
     for impl in reversed(caller.get_hookimpls()):
-        result = impl.function(**{name: kwargs[name] for name in impl.argnames})
-        for record in result or ():
+        try:
+            records = list(impl.function(**{name: kwargs[name] for name in impl.argnames}) or ())
+        except Exception as error:
+            origin = origins.get(impl.plugin_name, "unknown distribution")
+            message = (f'plugin "{impl.plugin_name}" ({origin}) failed in {hook}: '
+                       f"{type(error).__name__}: {error}")
+            if _strict():
+                raise PluginError(message) from error
+            warnings.warn(message, PluginLoadWarning, stacklevel=2)
+            continue
+        for record in records:
             yield impl.plugin_name, record
 
 

@@ -18,7 +18,7 @@ import attrs
 
 from . import options as option_rules
 from .errors import InvalidModelFile
-from .gotemplate.gofmt import is_print, sprint, sprintf
+from .gofmt import is_print, sprint, sprintf
 
 log = logging.getLogger(__name__)
 

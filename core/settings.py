@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .durations import parse_go_duration, parse_keep_alive
+from .durations import FOREVER, parse_go_duration, parse_keep_alive
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -183,19 +183,23 @@ def parse_count(minimum: int) -> Callable[[Any], int]:
     return convert
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds, from a number or a Go duration as Ollama's variables take them (``30``, ``30s``,
-    ``1.5m``, ``1h30m``); never negative."""
+def _seconds(value: Any) -> float:
+    """A number of seconds, or a Go duration (``30s``, ``1.5m``, ``1h30m``), as Ollama's variables
+    take them; may be negative."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s or 5m")
     if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = _unquote(value)
-        try:
-            seconds = float(text) if text.lstrip("+-").replace(".", "", 1).isdigit() else parse_go_duration(text)
-        except ValueError:
-            raise ValueError("expected a duration such as 30s or 5m") from None
+        return float(value)
+    text = _unquote(value)
+    try:
+        return float(text) if text.lstrip("+-").replace(".", "", 1).isdigit() else parse_go_duration(text)
+    except ValueError:
+        raise ValueError("expected a duration such as 30s or 5m") from None
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds, from a number or a Go duration (``30``, ``30s``, ``1.5m``, ``1h30m``); never negative."""
+    seconds = _seconds(value)
     if not seconds >= 0:  # also refuses NaN
         raise ValueError("must be 0 or more")
     return seconds
@@ -291,6 +295,12 @@ def parse_string(value: Any) -> str:
     return _unquote(value)
 
 
+def _load_timeout(value: Any) -> float:
+    """OLLAMA_LOAD_TIMEOUT as Ollama reads it; zero or negative means no limit (``FOREVER``)."""
+    seconds = _seconds(value)
+    return FOREVER if not seconds > 0 else seconds
+
+
 def _keep_alive(value: Any) -> float:
     if isinstance(value, str):
         value = _unquote(value)
@@ -342,6 +352,8 @@ CORE_SETTINGS: tuple[CoreSetting, ...] = (
                 help="requests waiting for a model before the server answers 503"),
     CoreSetting(key="server.max_loaded_models", env="OLLAMA_MAX_LOADED_MODELS", default=1,
                 converter=parse_count(1), help="models loaded at the same time"),
+    CoreSetting(key="server.load_timeout", env="OLLAMA_LOAD_TIMEOUT", default=300.0, converter=_load_timeout,
+                help="how long a model may take to load before the request fails (5m; 0 or negative = no limit)"),
     CoreSetting(key="server.context_length", env="OLLAMA_CONTEXT_LENGTH", default=4096,
                 converter=parse_count(4), help="default num_ctx"),
     CoreSetting(key="server.debug", env="OLLAMA_DEBUG", default=0, converter=parse_debug,
@@ -390,6 +402,7 @@ class Settings:
     num_parallel: int
     max_queue: int
     max_loaded_models: int
+    load_timeout: float
     context_length: int
     debug: int
     log_format: str
@@ -490,6 +503,7 @@ class Settings:
             num_parallel=values["server.num_parallel"],
             max_queue=values["server.max_queue"],
             max_loaded_models=values["server.max_loaded_models"],
+            load_timeout=values["server.load_timeout"],
             context_length=values["server.context_length"],
             debug=values["server.debug"],
             log_format=values["server.log_format"],

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .names import ModelRef, validate_digest
+
+if TYPE_CHECKING:
+    from .interfaces import BlobReader
 
 MEDIA_TYPE_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_TYPE_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -250,18 +254,83 @@ class BlobPart:
 
 
 @attrs.frozen(kw_only=True)
-class LoadSpec:
-    """What a runtime needs to load a model: its files and load-time options."""
+class ModelFacts:
+    """What a model is, as the runtime that loads its format reads it (``Runtime.describe``).
+
+    The kernel asks once per model and remembers the answer: it plans loads and renders prompts
+    from these facts and never opens a model's weights itself.
+    """
+
+    architecture: str | None = None
+    parameter_count: int | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    """The context the model was trained for; a load's ``num_ctx`` is capped to it."""
+    embedding_length: int | None = None
+    embedding: bool = False
+    """An embedding model (it pools its outputs): Ollama's ``embedding`` capability instead of
+    ``completion``."""
+    vision: bool = False
+    """The weights include a vision encoder (a projector layer counts too, without this)."""
+    chat_template: str | None = None
+    """The model's own Jinja chat template, used when the model has no TEMPLATE layer."""
+    bos_token: str = ""
+    eos_token: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ModelFiles:
+    """A model's weights, by layer digest, and the way to read them: a local path when the store
+    has one (``path``), a stream always (``read``)."""
 
     name: str
-    model_path: str
-    format: str = "gguf"
+    format: str
+    model: str
+    """The digest of the weights layer."""
     adapters: tuple[str, ...] = ()
     projector: str | None = None
+    blobs: BlobReader = attrs.field(repr=False)
+
+    def path(self, digest: str) -> Path | None:
+        return self.blobs.blob_path(digest)
+
+    def read(self, digest: str, offset: int = 0) -> AsyncIterator[bytes]:
+        return self.blobs.read_blob(digest, offset)
+
+    @classmethod
+    def of(cls, info: ModelInfo, blobs: BlobReader) -> ModelFiles:
+        """The files of a stored model; RuntimeFailure when it has no weights layer."""
+        from .errors import RuntimeFailure
+
+        manifest = info.manifest
+        model = manifest.layer_of(MEDIA_MODEL)
+        if model is None:
+            raise RuntimeFailure(f"model {info.name} has no weights layer")
+        projector = manifest.layer_of(MEDIA_PROJECTOR)
+        return cls(name=info.name, format=info.config.get("model_format") or "gguf", model=model.digest,
+                   adapters=tuple(layer.digest for layer in manifest.layers_of(MEDIA_ADAPTER)),
+                   projector=projector.digest if projector else None, blobs=blobs)
+
+
+@attrs.frozen(kw_only=True)
+class LoadSpec:
+    """What a runtime needs to load a model: its files, its facts and load-time options."""
+
+    files: ModelFiles
+    facts: ModelFacts = attrs.field(factory=ModelFacts)
     options: Mapping[str, Any] = attrs.field(factory=dict)
     """Load-time options: num_ctx (already capped to the model's), num_batch, num_thread, use_mmap..."""
     num_parallel: int = 1
     embedding: bool = False
+    """Loaded to embed (possibly a generative model asked for embeddings: pool it)."""
+
+    @property
+    def name(self) -> str:
+        return self.files.name
+
+    @property
+    def format(self) -> str:
+        return self.files.format
 
 
 @attrs.frozen(kw_only=True)

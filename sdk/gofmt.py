@@ -6,6 +6,6 @@ fmt's verbs on plain values.
 """
 
 from corral.gojson import dumps as go_json
-from corral.gotemplate.gofmt import format_float, go_quote, sprint, sprintf
+from corral.gofmt import format_float, go_quote, sprint, sprintf
 
 __all__ = ["format_float", "go_json", "go_quote", "sprint", "sprintf"]

@@ -98,15 +98,16 @@ def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] =
 
 @contextmanager
 def running_server(env: dict[str, str], *, timeout: float = 30, scheme: str = "http", verify: Any = True,
-                   log: list[str] | None = None) -> Iterator[str]:
-    """Run ``corral serve`` with ``env``; yield its URL; SIGTERM it and check it exits cleanly.
+                   log: list[str] | None = None, command: list[str] | None = None) -> Iterator[str]:
+    """Run ``corral serve`` (or ``command``, a server like it) with ``env``; yield its URL; SIGTERM
+    it and check it exits cleanly.
 
     ``scheme="https"`` with ``verify`` (what httpx takes) for a server with TLS settings in ``env``;
     ``log`` receives the server's output lines as they come."""
     port = free_port()
     env = {**env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
     process = subprocess.Popen(
-        [sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"],
+        command or [sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     # Drain the log as it comes: a pipe nobody reads fills up (64 KB) and then blocks the server.

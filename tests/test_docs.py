@@ -33,3 +33,34 @@ def test_every_hookspec_has_a_docstring() -> None:
         if not name.startswith("_"):
             spec = getattr(pm.hook, name).spec
             assert spec and spec.function.__doc__ and len(spec.function.__doc__.strip()) > 40, name
+
+
+def hook_sections() -> dict[str, str]:
+    text = (REPO / "docs" / "plugin_hooks.md").read_text()
+    parts = re.split(r"^## (\w+)$", text, flags=re.MULTILINE)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def test_every_section_opens_with_its_hooks_signature() -> None:
+    """The first line of a hook's section is its call, with exactly the hookspec's parameters, and
+    its return type unless the hook returns nothing."""
+    import inspect
+
+    pm = make_plugin_manager(load_entry_points=False)
+    sections = hook_sections()
+    for name, section in sections.items():
+        spec = getattr(pm.hook, name).spec
+        parameters = ", ".join(inspect.signature(spec.function).parameters)
+        first = section.strip().splitlines()[0]
+        assert first.startswith(f"`{name}({parameters})"), f"{name}: {first!r}"
+        returns = inspect.signature(spec.function).return_annotation
+        assert (" -> " in first.split("`")[1]) == (returns not in ("None", None)), f"{name}: {first!r}"
+
+
+def test_the_testing_example_runs(tmp_path) -> None:
+    """docs/plugin_hooks.md's example of corral.testing is a working test."""
+    section = (REPO / "docs" / "plugin_hooks.md").read_text().split("## Testing a plugin", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
+    namespace: dict = {}
+    exec(compile(code, "plugin_hooks.md", "exec"), namespace)
+    namespace["test_two_requests_share_one_load"](tmp_path)

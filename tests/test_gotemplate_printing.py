@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from corral.gotemplate import FieldSpec, GoType, Named, Pointer, Struct, Template
-from corral.gotemplate.gofmt import format_float, go_quote, sprintf
+from corral.gofmt import format_float, go_quote, sprintf
 from corral.gotemplate.gojson import marshal
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import re
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,7 +13,7 @@ from types import SimpleNamespace
 import anyio
 import pytest
 
-from corral import RuntimeSpec, SettingSpec, SourceSpec, StoreSpec, hookimpl
+from corral import RuntimeSpec, SettingSpec, SourceSpec, StoreSpec, hookimpl, parse_reference
 from corral.errors import ConfigError, PluginError
 from corral.kernel import Kernel
 from corral.manager import BUNDLED_PLUGINS, make_plugin_manager
@@ -43,7 +46,7 @@ def test_each_manager_is_fresh() -> None:
 def test_bundled_plugins_are_registered_by_name_first() -> None:
     pm = make_plugin_manager(load_entry_points=False)
     names = pm.plugin_names()
-    assert names[: len(BUNDLED_PLUGINS)] == ["defaults", "store_fs", "outbound", "source_ollama", "cli", "server",
+    assert names[: len(BUNDLED_PLUGINS)] == ["runtime_choice", "store_fs", "outbound", "source_ollama", "cli", "server",
                                              "runtime_llamacpp", "openai", "source_hf", "source_modelscope", "source_pip",
                                              "webui"]
     assert all(pm.origins[name] == "bundled" for name in names)
@@ -226,12 +229,58 @@ def broken_distribution(site: Path) -> None:
     (info / "entry_points.txt").write_text("[corral]\nbroken = corral_broken_plugin\n")
 
 
+def raising_distribution(site: Path) -> None:
+    """A plugin distribution that imports fine but whose register_settings hook raises."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "corral_raising_plugin.py").write_text(
+        "from corral import hookimpl\n\n"
+        "@hookimpl\n"
+        "def register_settings():\n"
+        "    raise KeyError('lost its defaults')\n")
+    info = site / "corral_raising_plugin-1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: corral-raising-plugin\nVersion: 1.2\n")
+    (info / "entry_points.txt").write_text("[corral]\nraising = corral_raising_plugin\n")
+
+
+def test_a_hook_that_raises_is_a_warning_naming_its_distribution(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    raising_distribution(tmp_path / "site")
+    clean_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path / "site"), clean_env.get("PYTHONPATH")]))
+    result = run_corral("config", "--json", env=clean_env)
+    assert result.returncode == 0, result.stderr
+    assert ('Warning: plugin "raising" (corral-raising-plugin 1.2) failed in register_settings: '
+            "KeyError: 'lost its defaults'") in result.stderr
+    assert "echo.prefix" in json.loads(result.stdout)["settings"]  # every other plugin's settings are there
+    clean_env["CORRAL_STRICT_PLUGINS"] = "1"
+    result = run_corral("config", "--json", env=clean_env)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        'Error: plugin "raising" (corral-raising-plugin 1.2) failed in register_settings: '
+        "KeyError: 'lost its defaults'")
+
+
+def test_a_raising_collector_leaves_the_other_plugins_records(tmp_path: Path) -> None:
+    class Raising:
+        @hookimpl
+        def register_runtimes(self, settings):
+            raise RuntimeError("boom")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtimes = kernel(tmp_path, Raising(), RuntimePlugin("mine")).runtimes
+    assert {"mine", "llamacpp"} <= set(runtimes)
+    messages = [str(w.message) for w in caught if "boom" in str(w.message)]
+    assert len(messages) == 1
+    assert re.fullmatch(r'plugin "\S+" \(test\) failed in register_runtimes: RuntimeError: boom', messages[0])
+
+
 def test_installed_example_plugin_is_listed(clean_env: dict[str, str]) -> None:
     result = run_corral("plugins", "--json", env=clean_env)
     assert result.returncode == 0, result.stderr
     plugins = {entry["name"]: entry for entry in json.loads(result.stdout)}
     assert plugins["echo"]["from"] == "corral-echo-runtime 0.1.0"
-    assert plugins["echo"]["hooks"] == ["register_runtimes", "register_settings"]
+    assert plugins["echo"]["hooks"] == ["register_runtimes", "register_settings", "register_sources",
+                                        "resolve_reference"]
     assert plugins["store_fs"]["from"] == "bundled"
 
 
@@ -265,21 +314,24 @@ def test_disabled_broken_plugin_is_not_even_imported(tmp_path: Path, clean_env: 
     assert result.returncode == 0 and result.stderr == ""
 
 
-def test_echo_runtime_works_through_the_kernel(tmp_path: Path) -> None:
-    path = tmp_path / "config.toml"
-    path.write_text('[echo]\nprefix = "you said: "\n')
-    k = Kernel.create({"HOME": str(tmp_path)}, path)
-    spec = k.runtime_for(SimpleNamespace(config={"model_format": "echo"}))
-    assert spec.name == "echo"
+def test_echo_runtime_works_through_the_kernel_on_a_store_without_local_files(tmp_path: Path) -> None:
+    """The example plugin's source makes the model and its runtime serves it; the memory store
+    has no local paths, so the runtime reads its model through the blob accessor's stream."""
+    from corral import GenerateRequest
+    from corral.testing import make_kernel
 
-    async def scenario() -> list[str]:
-        from corral import CompletionRequest, LoadSpec
+    k = make_kernel(tmp_path, importlib.import_module("corral_echo_runtime"), environ={"CORRAL_STORE": "memory"},
+                    config='[echo]\nprefix = "you said: "\n')
 
-        runtime = spec.factory(k)
-        async with runtime.load(LoadSpec(name="e", model_path="/dev/null", format="echo")) as model:
-            return [chunk.text async for chunk in model.complete(CompletionRequest(prompt="hello there"))]
+    async def scenario() -> str:
+        async with k.running():
+            ref = parse_reference("echo/parrot")
+            assert [p.status async for p in k.source_for("echo/parrot").pull(ref)][-1] == "success"
+            assert k.store.blob_path((await k.store.get("echo/parrot")).manifest.layers[0].digest) is None
+            replies = k.inference.generate(GenerateRequest(model="echo/parrot", prompt="hello there"))
+            return "".join([reply.text async for reply in replies])
 
-    assert "".join(anyio.run(scenario)) == "you said: hello there"
+    assert anyio.run(scenario) == "you said: hello there"
 
 
 def test_plugins_hook_filter(clean_env: dict[str, str]) -> None:

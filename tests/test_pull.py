@@ -104,6 +104,25 @@ def test_pull_streams_ollamas_statuses_and_stores_the_model(server: str, publish
     assert answer["done"] is True and answer["response"].strip()
 
 
+def test_a_pull_over_http_is_a_transfer_observers_see(env: dict[str, str], published, models: Path) -> None:
+    """Every source's transfers become events in one place: the contrib event log sees this pull's
+    progress and end, with the bytes that moved."""
+    registry, manifest = published
+    config, log = Path(env["CORRAL_CONFIG"]), Path(env["HOME"]) / "events.jsonl"
+    config.write_text(config.read_text() + f'\n[plugins]\nenable = ["event_log"]\n[event_log]\npath = "{log}"\n')
+    with running_server(env) as url:
+        status, lines = stream(url, "/api/pull", {"model": name_in(registry), "insecure": True})
+        assert status == 200 and lines[-1] == {"status": "success"}
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    model = f"{registry.host}/library/smol:latest"
+    progress = [e for e in events if e["event"] == "TransferProgress"]
+    finished = [e for e in events if e["event"] == "TransferFinished"]
+    total = sum(layer["size"] for layer in layers_of(manifest))
+    assert progress and all((e["direction"], e["model"]) == ("pull", model) for e in progress)
+    assert sum(e["bytes"] for e in progress) == total
+    assert [(e["direction"], e["model"], e["bytes"], e["error"]) for e in finished] == [("pull", model, total, None)]
+
+
 def test_pull_with_the_ollama_client(server: str, published, models: Path) -> None:
     import ollama
 

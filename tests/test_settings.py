@@ -8,7 +8,7 @@ import pytest
 
 from corral.durations import FOREVER
 from corral.errors import ConfigError
-from corral.settings import DEFAULT_ORIGINS, HostSpec, Settings, parse_host
+from corral.settings import DEFAULT_ORIGINS, HostSpec, Settings, parse_duration, parse_host, parse_positive_duration
 from corral.types import SettingSpec
 
 
@@ -31,6 +31,7 @@ def test_defaults_are_ollamas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert settings.keep_alive == 300
     assert (settings.num_parallel, settings.max_queue, settings.max_loaded_models) == (1, 512, 1)
     assert settings.context_length == 4096
+    assert settings.load_timeout == 300
     assert (settings.debug, settings.noprune, settings.store) == (0, False, "fs")
     assert settings.allowed_origins == DEFAULT_ORIGINS
     assert set(settings.origin_of.values()) == {"default"}
@@ -84,6 +85,22 @@ def test_keep_alive_forms(tmp_path: Path, value: str, seconds: float) -> None:
     assert load(tmp_path, {"OLLAMA_KEEP_ALIVE": value}).keep_alive == seconds
 
 
+@pytest.mark.parametrize(("value", "seconds"), [("5m", 300), ("90", 90), ("1.5s", 1.5), ("0", FOREVER), ("-1s", FOREVER)])
+def test_load_timeout_forms_as_ollama_reads_them(tmp_path: Path, value: str, seconds: float) -> None:
+    assert load(tmp_path, {"OLLAMA_LOAD_TIMEOUT": value}).load_timeout == seconds
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("30", 30), ("30s", 30), ('"1.5m"', 90), (0.25, 0.25), (2, 2)])
+def test_the_duration_converter_for_plugin_settings(value: object, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+    for bad, message in (("soon", "expected a duration such as 30s or 5m"), ("-1", "must be 0 or more"),
+                         (True, "expected a duration")):
+        with pytest.raises(ValueError, match=message):
+            parse_duration(bad)
+    with pytest.raises(ValueError, match="must be more than 0"):
+        parse_positive_duration("0s")
+
+
 @pytest.mark.parametrize(("value", "level"), [("0", 0), ("false", 0), ("1", 1), ("true", 1), ("2", 2)])
 def test_debug_levels(tmp_path: Path, value: str, level: int) -> None:
     assert load(tmp_path, {"OLLAMA_DEBUG": value}).debug == level
@@ -102,6 +119,7 @@ def test_debug_levels(tmp_path: Path, value: str, level: int) -> None:
     ({"OLLAMA_MAX_QUEUE": "-3"}, "OLLAMA_MAX_QUEUE='-3': must be at least 1"),
     ({"OLLAMA_CONTEXT_LENGTH": "1.5"}, "OLLAMA_CONTEXT_LENGTH='1.5': expected a whole number"),
     ({"OLLAMA_DEBUG": "loud"}, "OLLAMA_DEBUG='loud': expected 0, 1, 2, true or false"),
+    ({"OLLAMA_LOAD_TIMEOUT": "a while"}, "OLLAMA_LOAD_TIMEOUT='a while': expected a duration such as 30s or 5m"),
 ])
 def test_bad_environment_values_name_variable_and_value(tmp_path: Path, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as error:

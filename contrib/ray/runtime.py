@@ -21,7 +21,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from corral import LoadSpec, RuntimeFailure
+from corral import LoadSpec, ModelFacts, ModelFiles, RuntimeFailure
 from corral.sdk.runner import PeerGone, PipeTransport, RunnerClient, open_pipe
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,12 @@ class RayRuntime:
         """Machines the models spread over: OLLAMA_MAX_LOADED_MODELS counts per node."""
         link = self.cluster.current
         return link.nodes if link is not None and link.dead is None else 1
+
+    async def describe(self, files: ModelFiles) -> ModelFacts:
+        return await self.local.describe(files)  # the same format as the runtime whose runner it hosts
+
+    async def close(self) -> None:
+        pass  # the cluster connection is the plugin's lifespan's to end
 
     @asynccontextmanager
     async def load(self, spec: LoadSpec) -> AsyncIterator[RunnerClient]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from .functions import BUILTINS, GoFunc, wrap_python_function
-from .gofmt import go_quote, sprint
+from ..gofmt import go_quote, sprint
 from .nodes import (
     ActionNode,
     BoolNode,
@@ -32,7 +32,7 @@ from .nodes import (
     VariableNode,
     WithNode,
 )
-from .values import (
+from ..govalues import (
     MISSING,
     NIL,
     Named,

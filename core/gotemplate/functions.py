@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import gojson
-from .gofmt import is_print, sprint, sprintf, sprintln
-from .values import (
+from ..gofmt import is_print, sprint, sprintf, sprintln
+from ..govalues import (
     NIL,
     Named,
     Pointer,

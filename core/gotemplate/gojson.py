@@ -7,8 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .gofmt import format_float
-from .values import (
+from ..gofmt import format_float
+from ..govalues import (
     NIL,
     Named,
     Pointer,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .gofmt import format_rune_u, go_quote
+from ..gofmt import format_rune_u, go_quote
 
 
 class ItemType(IntEnum):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .gofmt import go_quote
+from ..gofmt import go_quote
 from .nodes import NumberNode
 
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(1 << 63), (1 << 63) - 1, (1 << 64) - 1

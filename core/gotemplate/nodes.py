@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from .gofmt import go_quote
+from ..gofmt import go_quote
 
 
 @dataclass(eq=False)

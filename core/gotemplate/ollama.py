@@ -16,10 +16,10 @@ from typing import Any
 
 from . import gojson
 from .analysis import cut_after_response, infer_thinking_tags, template_vars
-from .gofmt import sprint
+from ..gofmt import sprint
 from .nodes import ActionNode, CommandNode, FieldNode, PipeNode
 from .template import Template
-from .values import FieldSpec, GoType, Named, Pointer, Struct
+from ..govalues import FieldSpec, GoType, Named, Pointer, Struct
 
 # -- request records ---------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from .gofmt import go_quote
+from ..gofmt import go_quote
 from .lexer import Item, ItemType, Lexer
 from .literals import SyntaxErrorGo, new_number, unquote
 from .nodes import (

@@ -4,7 +4,7 @@ Line editing is prompt_toolkit's (Emacs keys, Ctrl+L, a grey placeholder, bracke
 pasted lines arrive as one message); history is kept between runs in ``~/.corral/history``
 (``OLLAMA_NOHISTORY`` or ``/set nohistory`` stop recording). ``\"\"\"`` starts and ends a
 multi-line message. Ctrl+C clears the line (or stops an answer, see
-:func:`.run_command.stream_answer`); Ctrl+D on an empty line or ``/bye`` leaves.
+:func:`.conversation.stream_answer`); Ctrl+D on an empty line or ``/bye`` leaves.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .run_command import RunOptions, apply_show_response, chat, load_model
+from .conversation import RunOptions, apply_show_response, chat, load_model
 
 PROMPT, ALT_PROMPT = ">>> ", "... "
 PLACEHOLDER, ALT_PLACEHOLDER = "Send a message (/? for help)", "Press Enter to send"

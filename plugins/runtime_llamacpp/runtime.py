@@ -10,8 +10,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from corral import LoadSpec, RuntimeFailure
+from corral import LoadSpec, ModelFacts, ModelFiles, RuntimeFailure
 from corral.sdk.runner import RunnerClient, RunnerSpec, SpareRunners, open_pipe
+
+from .facts import describe, local_path
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +28,20 @@ class LlamaCppRuntime:
         self.stream_interval_ms = stream_interval_ms
         self.spares = spares or SpareRunners(PRELOAD)
 
+    async def describe(self, files: ModelFiles) -> ModelFacts:
+        return await describe(files)
+
     def runner_spec(self, spec: LoadSpec) -> RunnerSpec:
         """The runner for ``spec``: the llama.cpp engine and its config (see runner.py)."""
-        config = {"model_path": spec.model_path, "adapters": list(spec.adapters), "verbose": self.debug > 1,
+        files = spec.files
+        model_path = str(local_path(files, files.model))
+        adapters = [str(local_path(files, digest)) for digest in files.adapters]
+        config = {"model_path": model_path, "adapters": adapters, "verbose": self.debug > 1,
                   "stream_interval_ms": self.stream_interval_ms,
                   "num_parallel": spec.num_parallel, "embedding": spec.embedding, **spec.options}
-        return RunnerSpec(engine=ENGINE, config=config, files=(spec.model_path, *spec.adapters), preload=PRELOAD)
+        if spec.embedding and not spec.facts.embedding:
+            config["pooling"] = "mean"  # a generative model asked for embeddings
+        return RunnerSpec(engine=ENGINE, config=config, files=(model_path, *adapters), preload=PRELOAD)
 
     @asynccontextmanager
     async def load(self, spec: LoadSpec) -> AsyncIterator[RunnerClient]:

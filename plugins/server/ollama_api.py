@@ -66,9 +66,10 @@ async def show() -> Response:
         raise ModelNotFound(name, f"model '{ref.display}' not found") from None
     verbose = fields.boolean("verbose")
     parts = await store.parts(info)
-    gguf = await read_model_gguf(parts, keep_arrays=verbose)
+    gguf = await read_model_gguf(info, parts, keep_arrays=verbose)
+    facts = await kernel().describe(info)
     capabilities = await kernel().inference.capabilities(info.name)
-    body = show_response(info, parts, gguf, capabilities=capabilities, verbose=verbose,
+    body = show_response(info, parts, gguf, facts, capabilities=capabilities, verbose=verbose,
                          system=fields.string("system") or None, options=fields.obj("options"))
     return json_response(body)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from corral import ModelInfo, ModelParts
+from corral import ModelFacts, ModelInfo, ModelParts
 from corral.sdk.gguf import GGUFFile, SkippedArray, read_gguf
 from corral.sdk.http import rfc3339
 from corral.sdk.modelfile import format_modelfile, format_parameters
@@ -15,8 +15,9 @@ from corral.sdk.modelfile import format_modelfile, format_parameters
 HIDDEN_KEYS = ("general.name", "tokenizer.chat_template")
 
 
-async def read_model_gguf(parts: ModelParts, *, keep_arrays: bool) -> GGUFFile | None:
-    if parts.model_path is None:
+async def read_model_gguf(info: ModelInfo, parts: ModelParts, *, keep_arrays: bool) -> GGUFFile | None:
+    """The GGUF metadata Ollama shows as ``model_info``, for a model in that format."""
+    if parts.model_path is None or (info.config.get("model_format") or "gguf") != "gguf":
         return None
     return await anyio.to_thread.run_sync(
         lambda: read_gguf(parts.model_path, skip_arrays_longer_than=None if keep_arrays else 0)
@@ -33,25 +34,35 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def model_info(gguf: GGUFFile | None) -> dict[str, Any]:
-    """GGUF metadata, sorted, without the name and chat template, with the computed parameter count."""
+def model_info(gguf: GGUFFile | None, facts: ModelFacts) -> dict[str, Any]:
+    """GGUF metadata, sorted, without the name and chat template, with the computed parameter count;
+    for a model in another format, what its runtime told about it, under the same keys."""
     if gguf is None:
-        return {}
+        return _facts_info(facts)
     info = {key: _json_safe(value) for key, value in gguf.metadata.items() if key not in HIDDEN_KEYS}
     info["general.parameter_count"] = gguf.parameter_count
     return dict(sorted(info.items()))
 
 
-def effective_template(parts: ModelParts, gguf: GGUFFile | None) -> str | None:
-    """The TEMPLATE layer, or the GGUF's own chat template when the model has none."""
-    if parts.template is not None:
-        return parts.template
-    return gguf.chat_template if gguf is not None else None
+def _facts_info(facts: ModelFacts) -> dict[str, Any]:
+    arch = facts.architecture
+    if not arch:
+        return {}
+    info: dict[str, Any] = {"general.architecture": arch}
+    if facts.parameter_count is not None:
+        info["general.parameter_count"] = facts.parameter_count
+    if facts.context_length is not None:
+        info[f"{arch}.context_length"] = facts.context_length
+    if facts.embedding_length is not None:
+        info[f"{arch}.embedding_length"] = facts.embedding_length
+    return dict(sorted(info.items()))
 
 
-def show_response(info: ModelInfo, parts: ModelParts, gguf: GGUFFile | None, *, capabilities: tuple[str, ...],
-                  verbose: bool, system: str | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    template = effective_template(parts, gguf)
+def show_response(info: ModelInfo, parts: ModelParts, gguf: GGUFFile | None, facts: ModelFacts, *,
+                  capabilities: tuple[str, ...], verbose: bool, system: str | None = None,
+                  options: dict[str, Any] | None = None) -> dict[str, Any]:
+    # the TEMPLATE layer, or the model's own chat template when it has none
+    template = parts.template if parts.template is not None else facts.chat_template
     params = {**parts.params, **(options or {})}
     shown_system = system if system else parts.system
     modelfile = (
@@ -75,7 +86,7 @@ def show_response(info: ModelInfo, parts: ModelParts, gguf: GGUFFile | None, *, 
     response["details"] = info.details()
     if parts.messages:
         response["messages"] = list(parts.messages)
-    response["model_info"] = model_info(gguf)
+    response["model_info"] = model_info(gguf, facts)
     if verbose and gguf is not None:
         response["tensors"] = [{"name": t.name, "type": t.type, "shape": list(t.shape)} for t in gguf.tensors]
     response["capabilities"] = list(capabilities)

@@ -112,7 +112,8 @@ class OllamaSource:
     async def _run(self, function: Callable[[], None], transfer: Any, status: str, digest: str,
                    cancel: threading.Event) -> AsyncIterator[Progress]:
         """Run ``function`` in a thread of its own, yielding progress until it ends; its error is
-        raised here. If the pull is abandoned, ``cancel`` tells the thread to stop."""
+        raised here. If the pull is abandoned, ``cancel`` tells the thread to stop. The first line
+        shows what was there before anything moved (observers count transferred bytes from it)."""
         outcome: list[BaseException | None] = []
         finished = threading.Event()
 
@@ -125,10 +126,11 @@ class OllamaSource:
             finally:
                 finished.set()
 
+        yield Progress(status=status, digest=digest, total=transfer.total, completed=transfer.completed)
         thread = threading.Thread(target=body, name=f"corral-{status}", daemon=True)
         thread.start()
         try:
-            last, last_at = -1, 0.0
+            last, last_at = transfer.completed, anyio.current_time()
             while not outcome:
                 now = anyio.current_time()
                 completed = transfer.completed
@@ -210,6 +212,7 @@ class OllamaSource:
                 return
             partial = await store.open_partial(digest, layer.size)
             partials.append(partial)
+            transfer.completed = await anyio.to_thread.run_sync(lambda: sum(part.completed for part in partial.parts()))
             async for item in self._run(lambda: download(registry, layer, partial, transfer), transfer,
                                         status, digest, cancel):
                 yield item

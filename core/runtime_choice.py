@@ -1,4 +1,5 @@
-"""The kernel's fallback decisions, as trylast hook implementations any plugin can pre-empt."""
+"""The kernel's fallback choice of runtime (by model format, then priority), as a trylast
+``select_runtime`` any plugin can pre-empt."""
 
 from __future__ import annotations
 

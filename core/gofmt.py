@@ -1,4 +1,5 @@
-"""Go's fmt printing (Sprint, Sprintln, Sprintf) and strconv quoting for template values."""
+"""Go's fmt printing (Sprint, Sprintln, Sprintf) and strconv quoting and float formatting: how Go prints
+values, for templates, Modelfiles written back (PARAMETER lines, show's parameters), JSON and the CLI."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .values import (
+from .govalues import (
     NIL,
     Named,
     Pointer,
