@@ -216,6 +216,8 @@ class Scheduler:
         options = dict(requested)
         options["num_ctx"] = max(4, min(options.get("num_ctx", self.settings.context_length),
                                         gguf.context_length or 1 << 31))
+        if "num_batch" in options:  # llama.cpp never uses more; the runtime might allocate it anyway
+            options["num_batch"] = min(options["num_batch"], options["num_ctx"])
         if embedding and gguf.pooling_type is None:
             options["pooling"] = "mean"  # a generative model asked for embeddings
         num_parallel = 1 if embedding else self.settings.num_parallel
