@@ -12,14 +12,16 @@ from .jinja_template import chat_template_capabilities
 
 
 def capabilities(
-    *, gguf: GGUFFile | None, template: str | None, has_projector: bool, config: Mapping[str, Any],
-    jinja: str | None = None,
+    *, gguf: GGUFFile | None, template: str | PromptTemplate | None, has_projector: bool,
+    config: Mapping[str, Any], jinja: str | None = None,
 ) -> list[str]:
     """``completion`` or ``embedding``, then what the template supports (``tools``, ``insert``,
-    ``thinking``), ``vision``, and any the config declares. ``template`` is the Go TEMPLATE;
-    ``jinja`` the GGUF chat template used when there is none."""
+    ``thinking``), ``vision``, and any the config declares. ``template`` is the Go TEMPLATE (its
+    text, or already parsed); ``jinja`` the GGUF chat template used when there is none."""
     found = ["embedding" if gguf is not None and gguf.pooling_type is not None else "completion"]
-    if template:
+    if isinstance(template, PromptTemplate):
+        found += template.capabilities()
+    elif template:
         try:
             found += PromptTemplate.parse(template).capabilities()
         except TemplateError:

@@ -28,6 +28,7 @@ from .errors import InvalidDigest, InvalidName, InvalidRequest, ModelNotFound, S
 from .gguf import GGUFFile, human_number, read_gguf
 from .gotemplate.named import named_template
 from .gotemplate.ollama import PromptTemplate
+from .template_limits import Budget, TemplateLimits, run_template
 from .names import parse_reference, validate_digest
 from .types import (
     MEDIA_ADAPTER,
@@ -151,8 +152,9 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
     # The cheap checks come first, so that bad input fails before any conversion or quantization.
     parameters = check_parameters(request.parameters)
     messages = check_messages(request.messages)
-    if request.template:
-        PromptTemplate.parse(request.template)  # TemplateError (400) when it does not parse
+    if request.template:  # TemplateError (400) when it does not parse
+        budget = Budget(TemplateLimits.from_settings(kernel.settings))
+        await run_template(budget, PromptTemplate.parse, request.template, budget)
     if request.quantize:
         kernel.quantizer_for(request.quantize)
 

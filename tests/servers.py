@@ -92,6 +92,13 @@ def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] =
 @contextmanager
 def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]:
     """Run ``corral serve`` with ``env``; yield its URL; SIGTERM it and check it exits cleanly."""
+    with server_process(env, timeout=timeout) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_process(env: dict[str, str], *, timeout: float = 30) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``running_server``, yielding the process too (to signal it or read its memory)."""
     port = free_port()
     env = {**env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
     process = subprocess.Popen(
@@ -121,7 +128,7 @@ def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]
             raise RuntimeError(f"corral serve did not start:\n{output()}")
         time.sleep(0.1)
     try:
-        yield url
+        yield url, process
     finally:
         process.send_signal(signal.SIGTERM)
         try:

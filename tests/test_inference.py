@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -250,34 +249,6 @@ def test_thinking_is_split_from_content(tools_server: str) -> None:
     assert answer.message.thinking and answer.message.content == ""
     plain = client.chat("smol-think", [{"role": "user", "content": QUESTION}], think=False, options=GREEDY)
     assert plain.message.thinking is None and plain.message.content
-
-
-def test_a_runner_that_dies_mid_stream_fails_that_request_and_the_next_works(server: str, smol_store: Path) -> None:
-    with HTTP.stream("POST", f"{server}/api/generate", timeout=60, json={
-            "model": "smol", "prompt": COUNTING, "raw": True,
-            "options": {**GREEDY, "num_predict": 2000}}) as response:
-        stream = response.iter_lines()
-        assert json.loads(next(stream))["done"] is False
-        for pid in runner_pids(smol_store):
-            os.kill(pid, signal.SIGKILL)
-        rest = [json.loads(line) for line in stream if line]
-    assert "error" in rest[-1] and "llama runner process has terminated" in rest[-1]["error"]
-    answer = ollama.Client(host=server).generate("smol", QUESTION, options=GREEDY)
-    assert "Paris" in answer.response
-
-
-def test_a_client_that_disconnects_frees_its_slot(server_env: dict[str, str]) -> None:
-    env = {**server_env, "OLLAMA_NUM_PARALLEL": "1"}
-    with running_server(env) as url:
-        with HTTP.stream("POST", f"{url}/api/generate", json={
-                "model": "smol", "prompt": COUNTING, "raw": True,
-                "options": {**GREEDY, "num_predict": 100000}}) as response:
-            next(response.iter_lines())
-        answer = ollama.Client(host=url, timeout=300).generate("smol", QUESTION, options=GREEDY)
-        assert "Paris" in answer.response
-        # load_duration includes the wait for the slot. Had the abandoned generation gone on, the
-        # wait would be the thousands of tokens left before its context was full.
-        assert answer.load_duration < 15e9
 
 
 def test_parallel_requests_both_progress(server_env: dict[str, str]) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import gojson
+from corral.template_limits import Budget
+
 from .analysis import cut_after_response, infer_thinking_tags, template_vars
 from .gofmt import sprint
 from .nodes import ActionNode, CommandNode, FieldNode, PipeNode
@@ -413,13 +415,14 @@ class PromptTemplate:
         self.vars = variables
 
     @classmethod
-    def parse(cls, text: str) -> PromptTemplate:
-        """Parse as Ollama's template.Parse does; TemplateError(message, line, column) if invalid.
+    def parse(cls, text: str, budget: Budget | None = None) -> PromptTemplate:
+        """Parse as Ollama's template.Parse does; TemplateError(message, line, column) if invalid,
+        TemplateLimitExceeded if ``budget`` runs out of time.
 
         Templates that use neither ``.Messages`` nor ``.Response`` get ``{{ .Response }}``
         appended, as Ollama does.
         """
-        template = Template.parse(text)
+        template = Template.parse(text, budget=budget)
         variables = template_vars(template)
         if "messages" not in variables and "response" not in variables:
             root = template.root
@@ -447,13 +450,17 @@ class PromptTemplate:
             found.append("thinking")
         return found
 
-    def render(self, values: PromptValues, *, now: Callable[[], datetime.datetime] | None = None) -> str:
-        """The prompt for a request, byte for byte what Ollama's template.Execute writes."""
+    def render(self, values: PromptValues, *, now: Callable[[], datetime.datetime] | None = None,
+               budget: Budget | None = None) -> str:
+        """The prompt for a request, byte for byte what Ollama's template.Execute writes, within
+        ``budget`` (default limits if none is given)."""
+        budget = budget or Budget()
+        budget.start_render()
         system, messages = collate(values.messages)
         thinking = {"Think": values.think, "ThinkLevel": values.think_level, "IsThinkSet": values.is_think_set}
         if values.prompt and values.suffix:
             data = {"Prompt": values.prompt, "Suffix": values.suffix, "Response": "", **thinking}
-            return self.template.execute(data, now=now)
+            return self.template.execute(data, now=now, budget=budget)
         if "messages" in self.vars:
             data = {
                 "System": system,
@@ -462,18 +469,19 @@ class PromptTemplate:
                 "Response": "",
                 **thinking,
             }
-            return self.template.execute(data, now=now)
-        return self._render_legacy(messages, thinking, now)
+            return self.template.execute(data, now=now, budget=budget)
+        return self._render_legacy(messages, thinking, now, budget)
 
     def _render_legacy(
-        self, messages: list[Message], thinking: dict[str, Any], now: Callable[[], datetime.datetime] | None
+        self, messages: list[Message], thinking: dict[str, Any], now: Callable[[], datetime.datetime] | None,
+        budget: Budget,
     ) -> str:
         """Run a .System/.Prompt/.Response template once per turn, the last one cut after .Response."""
         parts: list[str] = []
         turn = {"System": "", "Prompt": "", "Response": ""}
 
         def execute() -> None:
-            parts.append(self.template.execute({**turn, **thinking}, now=now))
+            parts.append(self.template.execute({**turn, **thinking}, now=now, budget=budget))
             turn.update(System="", Prompt="", Response="")
 
         for message in messages:
@@ -492,7 +500,7 @@ class PromptTemplate:
         last = self.template.with_root(
             cut_after_response(self.template.root), functions={}, alone=True
         )
-        parts.append(last.execute({**turn, **thinking}, missing_key="default", now=now))
+        parts.append(last.execute({**turn, **thinking}, missing_key="default", now=now, budget=budget))
         return "".join(parts)
 
     def __str__(self) -> str:

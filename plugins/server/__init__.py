@@ -33,8 +33,12 @@ def register_blueprints(kernel: Any) -> list[Any]:
 
 @hookimpl
 def asgi_wrapper(kernel: Any) -> Any:
-    """The request log outermost (so refusals are logged too), then CORS and the Host check."""
+    """The request log outermost (so refusals are logged too), then CORS and the Host check, then
+    the body limits."""
     from .cors import CorsAndHostGuard
+    from .limits import RequestLimits
     from .request_log import RequestLog
 
-    return lambda app: RequestLog(CorsAndHostGuard.from_settings(app, kernel.settings), debug=kernel.settings.debug)
+    settings = kernel.settings
+    return lambda app: RequestLog(CorsAndHostGuard.from_settings(RequestLimits.from_settings(app, settings), settings),
+                                  debug=settings.debug)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 from quart import Blueprint, Response, current_app
 
 from corral.create import CreateRequest, create_model
@@ -81,7 +82,7 @@ def create_request(body: Mapping[str, Any]) -> CreateRequest:
 @blueprint.route("/api/create", methods=["POST"])
 async def create() -> Response:
     body = await read_json(f"api.{STRUCT}")
-    request = create_request(body)
+    request = await anyio.to_thread.run_sync(create_request, body)  # a Modelfile's text may be long
     kernel = current_app.extensions["corral.kernel"]
     stream = Fields(body, STRUCT).boolean("stream", True)
     return await progress_response(create_model(kernel, request), stream)

@@ -84,16 +84,36 @@ async def read_json(struct: str, *, empty: str = "missing request body") -> dict
     if not raw or not raw.strip():
         raise InvalidRequest(empty)
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_json)
+    except _NotJson as error:
+        raise InvalidRequest(f"invalid JSON: {error} is not a JSON value") from None
     except UnicodeDecodeError:
         raise InvalidRequest("invalid JSON: the body is not UTF-8") from None
     except json.JSONDecodeError as error:
         raise InvalidRequest(f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except RecursionError:
+        raise InvalidRequest("invalid JSON: nested too deeply") from None
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidRequest(f"json: cannot unmarshal {_JSON_KIND.get(type(value), 'value')} into Go value of type {struct}")
     return value
+
+
+def embedding_inputs(values: list[str]) -> tuple[str, ...]:
+    """A list of texts to embed: an empty one has no token to embed (llama.cpp fails on it)."""
+    for index, value in enumerate(values):
+        if not value:
+            raise InvalidRequest(f"invalid input: input[{index}] is an empty string")
+    return tuple(values)
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJson(constant)  # NaN, Infinity and -Infinity: Python reads them, Go's JSON does not
 
 
 def checked_model_name(name: str, *, empty_status: int) -> str:

@@ -23,7 +23,8 @@ from corral.inference import (
     parse_keep_alive_value,
 )
 
-from .http import Fields, checked_model_name, json_response, ndjson_stream, now_utc, read_json, rfc3339
+from .http import (Fields, checked_model_name, embedding_inputs, json_response, ndjson_stream, now_utc, read_json,
+                   rfc3339)
 
 blueprint = Blueprint("ollama_inference", __name__)
 
@@ -187,7 +188,7 @@ async def embed() -> Response:
     if isinstance(raw, str):
         inputs: tuple[str, ...] = (raw,) if raw else ()
     elif isinstance(raw, list) and all(isinstance(item, str) for item in raw):
-        inputs = tuple(raw)
+        inputs = embedding_inputs(raw)
     elif raw is None:
         inputs = ()
     else:

@@ -19,6 +19,7 @@ from .http import OpenStreams
 log = logging.getLogger("corral.server")
 
 GRACEFUL_SECONDS = 5.0
+RESERVED_FILES = 128  # runners' pipes, the store, logs
 
 
 def configure_logging(debug: int) -> None:
@@ -27,14 +28,37 @@ def configure_logging(debug: int) -> None:
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
 
 
+def _raise_open_file_limit(connections: int) -> None:
+    """Every connection is a file descriptor: lift the soft limit to the hard one, as Go programs
+    do at start, and warn when the connection cap cannot be reached (accept would then fail and
+    stall every client, not only the one over the limit)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and connections + RESERVED_FILES > soft:
+        log.warning("server.max_connections=%d is near the open file limit (%d): lower it or raise the limit",
+                    connections, soft)
+
+
 async def serve(kernel: Any) -> None:
     """Serve until SIGINT or SIGTERM."""
     from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
+
+    from .limits import ConnectionCaps, LimitedConfig
 
     settings = kernel.settings
     configure_logging(settings.debug)
-    config = Config()
+    _raise_open_file_limit(settings.max_connections)
+    config = LimitedConfig()
+    config.caps = ConnectionCaps(settings.max_connections, settings.max_client_connections)
     config.bind = [bind.address for bind in listen_binds(kernel)]
     config.graceful_timeout = GRACEFUL_SECONDS
     config.accesslog = None
