@@ -107,14 +107,10 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         return _Counted(iterable)
 
     def concat(self, parts: Iterable[str]) -> str:  # type: ignore[override]
-        """Join output (a render, a macro, a ``{% set %}`` block), counting as it goes."""
-        current = budget()
-        collected = []
-        size = 0
-        for part in parts:
-            size += len(part)
-            current.size(size)
-            collected.append(part)
+        """Join output (a render, a macro, a ``{% set %}`` block), checking its size first. The
+        parts are references to strings whose sizes were checked as they were built."""
+        collected = list(parts)
+        budget().size(sum(map(len, collected)))
         return "".join(collected)
 
     def join_strings(self, parts: Iterable[Any]) -> str:
@@ -122,6 +118,9 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         current = budget()
+        if operator == "+" and type(left) is str and type(right) is str:  # the common case, kept short
+            current.size(len(left) + len(right))
+            return left + right
         if operator == "*":
             for sequence, count in ((left, right), (right, left)):
                 if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
@@ -93,6 +94,8 @@ async def read_json(struct: str, *, empty: str = "missing request body") -> dict
         raise InvalidRequest(f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
     except RecursionError:
         raise InvalidRequest("invalid JSON: nested too deeply") from None
+    if _ESCAPED_SURROGATE.search(raw):
+        value = _without_lone_surrogates(value)
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -106,6 +109,21 @@ def embedding_inputs(values: list[str]) -> tuple[str, ...]:
         if not value:
             raise InvalidRequest(f"invalid input: input[{index}] is an empty string")
     return tuple(values)
+
+
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """Strings with each unpaired ``\\ud800``-``\\udfff`` escape made U+FFFD, as Go's JSON decoder
+    does (Python keeps them, and they cannot be encoded as UTF-8 later)."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
+    return value
 
 
 class _NotJson(ValueError):
