@@ -107,10 +107,17 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         return _Counted(iterable)
 
     def concat(self, parts: Iterable[str]) -> str:  # type: ignore[override]
-        """Join output (a render, a macro, a ``{% set %}`` block), checking its size first. The
-        parts are references to strings whose sizes were checked as they were built."""
-        collected = list(parts)
-        budget().size(sum(map(len, collected)))
+        """Join output (a render, a macro, a ``{% set %}`` block), counting as it comes: a loop
+        writing a fresh string each time must stop before they fill the memory."""
+        current = budget()
+        limit = current.limits.max_output
+        collected = []
+        total = 0
+        for part in parts:
+            total += len(part)
+            if total > limit:
+                raise current.too_large()
+            collected.append(part)
         return "".join(collected)
 
     def join_strings(self, parts: Iterable[Any]) -> str:
