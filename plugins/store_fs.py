@@ -138,8 +138,9 @@ class FsBlobStore:
         hasher = hashlib.sha256()
         size = 0
         await io("creating", lambda: self.blobs_dir.mkdir(parents=True, exist_ok=True))
-        handle = await io("creating", tmp.open, "wb")
-        try:
+        handle = None
+        try:  # from the file's creation on: a cancelled upload (client gone, body stalled) removes it
+            handle = await io("creating", tmp.open, "wb")
             buffer = bytearray()
             async for chunk in chunks:
                 hasher.update(chunk)
@@ -156,7 +157,7 @@ class FsBlobStore:
                 raise DigestMismatch(f'digest mismatch, expected "{expected}", got "{digest}"')
             await io("writing", _replace_durably, tmp, self._blob(digest))
         finally:
-            if not handle.closed:
+            if handle is not None and not handle.closed:
                 handle.close()
             tmp.unlink(missing_ok=True)
         return digest, size

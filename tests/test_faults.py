@@ -213,10 +213,17 @@ def test_a_100_mb_json_body(server: tuple[str, int]) -> None:
 
 
 def test_stalled_bodies_time_out_and_leave_no_temporary_file(server: tuple[str, int], store: Path) -> None:
+    """50 blob uploads that stop sending get a 408 after server.body_timeout (3 s here), and 10
+    whose client goes away are dropped at once; no temporary file is left behind."""
     url, _ = server
     port = int(url.rsplit(":", 1)[1])
     sockets = []
     with version_keeps_answering(url):
+        for index in range(10):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(f"POST /api/blobs/sha256:{index + 100:064x} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             "Content-Length: 100000\r\n\r\n".encode() + b"x" * 100)
+                time.sleep(0.1)
         for index in range(50):
             sock = socket.create_connection(("127.0.0.1", port))
             digest = f"sha256:{index:064x}"

@@ -170,11 +170,33 @@ def test_num_ctx_option_reloads_with_that_context(server: str) -> None:
      "registry.ollama.ai/library/smol:latest does not support tools"),
     ("/api/embed", {"model": "smol", "input": 5}, 400, "invalid input type"),
     ("/api/embed", {"model": "smol", "input": ["ok", 5]}, 400, "invalid input type"),
+    ("/api/embed", {"model": "smol", "input": ["", "", ""]}, 400, "invalid input: input[0] is an empty string"),
+    ("/api/generate", {"model": "smol", "prompt": "hi", "options": {"num_batch": -5}}, 400,
+     'option "num_batch" must be at least 1, not -5'),
+    ("/api/generate", {"model": "smol", "prompt": "hi", "options": {"num_ctx": -5}}, 400,
+     'option "num_ctx" must be at least 1, not -5'),
+    ("/api/generate", {"model": "smol", "prompt": "hi", "options": {"num_predict": 1e30}}, 400,
+     'option "num_predict" must be of type integer'),
+    ("/api/chat", {"model": "smol", "messages": [], "options": {"num_thread": 100000}}, 400,
+     'option "num_thread" must be between 0 and 512, not 100000'),
+    ("/api/embed", {"model": "smol", "input": "x", "options": {"top_p": 2}}, 400,
+     'option "top_p" must be between 0 and 1, not 2'),
 ])
 def test_inference_errors(server: str, path: str, body: dict, status: int, message: str) -> None:
     response = HTTP.post(f"{server}{path}", json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"].startswith(message)
+
+
+def test_inputs_that_gave_500_before(server: str) -> None:
+    """num_batch 1e9 made the runner allocate 179 TiB (now lowered to num_ctx, as llama.cpp does);
+    a lone UTF-16 surrogate escape could not be encoded (now U+FFFD, as Go's JSON reads it)."""
+    big_batch = HTTP.post(f"{server}/api/generate", json={
+        "model": "smol", "prompt": "hi", "stream": False, "options": {**GREEDY, "num_predict": 2, "num_batch": 1e9}})
+    assert big_batch.status_code == 200, big_batch.text
+    surrogate = HTTP.post(f"{server}/api/generate", content=b'{"model": "smol", "prompt": "hi \\ud800", "raw": true, '
+                          b'"stream": false, "options": {"num_predict": 2, "temperature": 0}}')
+    assert surrogate.status_code == 200, surrogate.text
 
 
 def test_unknown_options_are_ignored(server: str) -> None:

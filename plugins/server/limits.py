@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
+import time
 import weakref
 from collections import Counter
 from typing import Any
@@ -25,7 +27,10 @@ from hypercorn.config import Config, Sockets
 
 from corral import gojson
 
+log = logging.getLogger("corral.server")
+
 DRAIN_FACTOR = 4
+REPORT_SECONDS = 60.0  # refusals are logged at most this often
 STREAMED_PREFIXES = ("/api/blobs/",)
 
 
@@ -143,18 +148,26 @@ class ConnectionCaps:
         self.open = 0
         self.by_client: Counter[str] = Counter()
         self.lock = threading.Lock()  # a connection collected by the garbage collector may release anywhere
+        self.refused = 0
+        self.reported = 0.0
 
     def admit(self, client: str) -> str | None:
         """Count a new connection in, or say why it is refused."""
         with self.lock:
             if self.open >= self.total:
-                return f"too many connections: {self.total} are open (server.max_connections)"
-            if self.by_client[client] >= self.per_client:
-                return (f"too many connections from {client}: {self.per_client} are open "
-                        "(server.max_client_connections)")
-            self.open += 1
-            self.by_client[client] += 1
-            return None
+                refusal = f"too many connections: {self.total} are open (server.max_connections)"
+            elif self.by_client[client] >= self.per_client:
+                refusal = (f"too many connections from {client}: {self.per_client} are open "
+                           "(server.max_client_connections)")
+            else:
+                self.open += 1
+                self.by_client[client] += 1
+                return None
+            self.refused += 1
+            if time.monotonic() - self.reported > REPORT_SECONDS:
+                self.reported = time.monotonic()
+                log.warning("refused connections (%d so far): %s", self.refused, refusal)
+            return refusal
 
     def release(self, client: str) -> None:
         with self.lock:
