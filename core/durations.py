@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 
 FOREVER = math.inf
+LONGEST = (2**63 - 1) / 1e9
+"""Seconds in Go's longest time.Duration (about 292 years): a keep_alive beyond it is forever."""
 
 _NANOSECONDS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
                 "m": 60_000_000_000, "h": 3_600_000_000_000}
@@ -95,7 +97,7 @@ def parse_keep_alive(value: object) -> float:
         seconds = float(value)
     if math.isnan(seconds):
         raise ValueError("keep_alive is not a number")
-    return FOREVER if seconds < 0 else seconds
+    return FOREVER if seconds < 0 or seconds > LONGEST else seconds
 
 
 def format_go_duration(seconds: float) -> str:

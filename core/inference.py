@@ -117,7 +117,7 @@ class Prepared:
 
 def parse_keep_alive_value(value: Any) -> float | None:
     """A request's keep_alive: seconds as a number, or a Go duration string. Negative: forever."""
-    from .durations import FOREVER
+    from .durations import FOREVER, LONGEST
 
     if value is None:
         return None
@@ -127,7 +127,7 @@ def parse_keep_alive_value(value: Any) -> float | None:
         seconds = parse_go_duration(value.strip()) if isinstance(value, str) else float(value)
     except ValueError as error:
         raise InvalidRequest(str(error)) from None
-    return FOREVER if seconds < 0 else seconds
+    return FOREVER if seconds < 0 or seconds > LONGEST else seconds
 
 
 def check_think(value: Any) -> bool | str | None:

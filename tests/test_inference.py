@@ -197,6 +197,32 @@ def test_inputs_that_gave_500_before(server: str) -> None:
     surrogate = HTTP.post(f"{server}/api/generate", content=b'{"model": "smol", "prompt": "hi \\ud800", "raw": true, '
                           b'"stream": false, "options": {"num_predict": 2, "temperature": 0}}')
     assert surrogate.status_code == 200, surrogate.text
+    forever = HTTP.post(f"{server}/api/generate", json={"model": "smol", "keep_alive": 1e308})
+    assert forever.status_code == 200, forever.text  # past Go's longest duration: forever
+    assert int(HTTP.get(f"{server}/api/ps").json()["models"][0]["expires_at"][:4]) > time.gmtime().tm_year + 200
+    schema = HTTP.post(f"{server}/api/generate", json={"model": "smol", "prompt": "hi", "format": {"a": 1}})
+    assert schema.status_code == 400 and schema.json()["error"].startswith("invalid JSON schema in format")
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"messages": [{"role": "user", "content": "hi", "tool_calls": 1}]},
+     "json: cannot unmarshal number into Go struct field Message.tool_calls of type []api.ToolCall"),
+    ({"messages": [{"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": 1}}]}]},
+     "json: cannot unmarshal number into Go struct field Message.tool_calls.function.arguments of type "
+     "api.ToolCallFunctionArguments"),
+    ({"messages": [{"role": "user", "content": "hi", "thinking": 5}]},
+     "json: cannot unmarshal number into Go struct field Message.thinking of type string"),
+    ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object", "properties": {"a": 1}}}}]},
+     "json: cannot unmarshal number into Go struct field ToolProperty of type object"),
+    ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object", "required": "a"}}}]},
+     "json: cannot unmarshal string into Go struct field Tool.function.parameters.required of type []string"),
+])
+def test_messages_and_tools_of_the_wrong_shape_are_a_400(tools_server: str, body: dict, message: str) -> None:
+    """These reached the template as they were and failed there with a 500."""
+    response = HTTP.post(f"{tools_server}/api/chat", json={"model": "smol-tools", "stream": False, **body})
+    assert (response.status_code, response.json()) == (400, {"error": message})
 
 
 def test_unknown_options_are_ignored(server: str) -> None:
