@@ -286,8 +286,7 @@ class Inference:
 
         Ollama tries each cut point in turn, rendering and tokenizing the whole chat each time;
         here the first cut point that fits is found by binary search (a later cut never makes the
-        prompt longer), so a long chat costs O(n log n) instead of O(n^2). All renders share one
-        time budget."""
+        prompt longer), so a long chat costs O(n log n) instead of O(n^2)."""
         budget = Budget(self.template_limits)
         tokenize = getattr(lease.model, "tokenize", None)
 

@@ -118,9 +118,7 @@ class ChatTemplate:
 
         from corral.jinja_sandbox import CURRENT_BUDGET
 
-        budget = budget or Budget()
-        budget.start_render()
-        token = CURRENT_BUDGET.set(budget)
+        token = CURRENT_BUDGET.set(budget or Budget())
         try:
             rendered: str = self._template.render(
                 messages=[_message_dict(m) for m in messages],

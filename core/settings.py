@@ -253,7 +253,7 @@ CORE_SETTINGS: tuple[CoreSetting, ...] = (
     CoreSetting(key="server.max_client_connections", env=None, default=256, converter=parse_count(1),
                 help="open connections from one client address; more are refused with 503"),
     CoreSetting(key="server.template_timeout", env=None, default=2.0, converter=parse_seconds,
-                help="seconds one request's prompt templates may take to render"),
+                help="seconds one prompt template render (or parse) may take"),
     CoreSetting(key="server.template_max_iterations", env=None, default=1_000_000, converter=parse_count(1),
                 help="loop iterations and template calls one render may make"),
     CoreSetting(key="server.template_max_output", env=None, default=32 * 1024 * 1024, converter=parse_count(1),

@@ -6,8 +6,8 @@ daemon thread (``run_template``), under a ``Budget``: both executors (the Go one
 ``corral.gotemplate`` and the Jinja sandbox in ``corral.jinja_template``) call ``budget.step()``
 at every loop iteration and template or macro call, and ``budget.output(n)`` / ``budget.size(n)``
 for what they write or build. Going over a limit raises ``TemplateLimitExceeded``, a 400 that
-names the setting. The time limit covers every render of one request (a chat being truncated
-renders several times); the other two apply to each render.
+names the setting. Each ``run_template`` call (a parse, a compile or a render) starts the budget
+afresh; a chat being truncated renders about log2(messages) times.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ GRACE_SECONDS = 1.0
 @attrs.frozen(kw_only=True)
 class TemplateLimits:
     timeout: float = 2.0
-    """Seconds of rendering one request may use (``server.template_timeout``)."""
+    """Seconds one render (or parse) may take (``server.template_timeout``)."""
     max_iterations: int = 1_000_000
     """Loop iterations plus template and macro calls in one render (``server.template_max_iterations``)."""
     max_output: int = 32 * 1024 * 1024
@@ -52,17 +52,16 @@ class TemplateLimitExceeded(TemplateError):
 
 
 class Budget:
-    """What is left of one request's TemplateLimits; shared by the renders of that request and
-    safe to ``cancel()`` from another thread."""
+    """What is left of TemplateLimits for the render under way; safe to ``cancel()`` from another
+    thread, which stops this render and every later one."""
 
     def __init__(self, limits: TemplateLimits | None = None) -> None:
         self.limits = limits or TemplateLimits()
-        self.deadline = time.monotonic() + self.limits.timeout
-        self.steps = 0
-        self.written = 0
         self.cancelled = False
+        self.start_render()
 
     def start_render(self) -> None:
+        self.deadline = time.monotonic() + self.limits.timeout
         self.steps = 0
         self.written = 0
 
@@ -104,9 +103,11 @@ class Budget:
 
 
 async def run_template(budget: Budget, function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` in a daemon thread; the caller waits at most until the budget's
-    deadline (plus a grace second). Cancelling the caller, or running out of time, stops the
-    render at its next step; the thread never holds up the process's exit."""
+    """``function(*args)``, a render (or parse) within ``budget`` started afresh, in a daemon
+    thread; the caller waits at most until the budget's deadline (plus a grace second).
+    Cancelling the caller, or running out of time, stops the render at its next step; the thread
+    never holds up the process's exit."""
+    budget.start_render()
     token = anyio.lowlevel.current_token()
     done = anyio.Event()
     outcome: dict[str, Any] = {}

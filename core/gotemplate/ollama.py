@@ -507,7 +507,6 @@ class PromptTemplate:
         """The prompt for a request, byte for byte what Ollama's template.Execute writes, within
         ``budget`` (default limits if none is given)."""
         budget = budget or Budget()
-        budget.start_render()
         system, messages = collate(values.messages)
         thinking = {"Think": values.think, "ThinkLevel": values.think_level, "IsThinkSet": values.is_think_set}
         if values.prompt and values.suffix:
