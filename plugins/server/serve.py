@@ -34,7 +34,7 @@ def _raise_open_file_limit(connections: int) -> None:
     stall every client, not only the one over the limit)."""
     try:
         import resource
-    except ImportError:  # not on Windows
+    except ImportError:  # Windows has no resource module
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
