@@ -47,6 +47,7 @@ class Loaded:
     slots: anyio.Semaphore
     model: Any = None
     context_length: int = 0
+    node: str | None = None
     refs: int = 0
     expires_at: dt.datetime | None = None
     loaded_at: float = attrs.field(factory=time.monotonic)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -90,15 +91,12 @@ def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] =
 
 
 @contextmanager
-def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]:
-    """Run ``corral serve`` with ``env``; yield its URL; SIGTERM it and check it exits cleanly."""
-    with server_process(env, timeout=timeout) as (url, _):
-        yield url
+def running_server(env: dict[str, str], *, timeout: float = 30, scheme: str = "http", verify: Any = True,
+                   log: list[str] | None = None) -> Iterator[str]:
+    """Run ``corral serve`` with ``env``; yield its URL; SIGTERM it and check it exits cleanly.
 
-
-@contextmanager
-def server_process(env: dict[str, str], *, timeout: float = 30) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``running_server``, yielding the process too (to signal it or read its memory)."""
+    ``scheme="https"`` with ``verify`` (what httpx takes) for a server with TLS settings in ``env``;
+    ``log`` receives the server's output lines as they come."""
     port = free_port()
     env = {**env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
     process = subprocess.Popen(
@@ -106,7 +104,7 @@ def server_process(env: dict[str, str], *, timeout: float = 30) -> Iterator[tupl
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     # Drain the log as it comes: a pipe nobody reads fills up (64 KB) and then blocks the server.
-    lines: list[str] = []
+    lines: list[str] = [] if log is None else log
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
 
@@ -114,11 +112,11 @@ def server_process(env: dict[str, str], *, timeout: float = 30) -> Iterator[tupl
         reader.join(timeout=10)
         return "".join(lines)
 
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1, verify=verify).status_code == 200:
                 break
         except httpx.TransportError:
             pass
@@ -128,7 +126,7 @@ def server_process(env: dict[str, str], *, timeout: float = 30) -> Iterator[tupl
             raise RuntimeError(f"corral serve did not start:\n{output()}")
         time.sleep(0.1)
     try:
-        yield url, process
+        yield url
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -11,7 +11,7 @@ from corral import hookimpl
 from corral.errors import ConfigError
 from corral.kernel import Kernel
 from corral.plugins.server.binds import keyless_ports, listen_binds
-from corral.plugins.server.http import Bind
+from corral.sdk.http import Bind
 from servers import free_port, running_server
 from support import clean_environ
 
@@ -49,12 +49,18 @@ def test_a_port_both_keyed_and_keyless_is_a_config_error(tmp_path: Path) -> None
         listen_binds(kernel(tmp_path, BindPlugin(Bind("0.0.0.0:11434", requires_key=False))))
 
 
-@pytest.mark.parametrize("address", ["", "localhost", "unix:/tmp/corral.sock", "127.0.0.1:http", "[::1]:70000"])
-def test_a_bind_that_is_not_host_and_port_is_refused(tmp_path: Path, address: str) -> None:
+@pytest.mark.parametrize("address", ["", "localhost", "unix:/tmp/corral.sock", "127.0.0.1:http", "[::1]:70000", 3000])
+def test_a_bind_that_is_not_host_and_port_is_refused(tmp_path: Path, address: object) -> None:
     with pytest.raises(ValueError, match="expected host:port"):
-        Bind(address)
+        Bind(address)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="register_binds: bind"):
         listen_binds(kernel(tmp_path, BindPlugin(address)))
+
+
+def test_a_keyless_bind_needs_a_fixed_port(tmp_path: Path) -> None:
+    assert Bind("127.0.0.1:0").requires_key
+    with pytest.raises(ValueError, match="needs a port of its own, not 0"):
+        Bind("127.0.0.1:0", requires_key=False)
 
 
 def plugin_distribution(site: Path, module: str, source: str) -> None:
@@ -72,7 +78,7 @@ def test_a_real_server_listens_on_every_bind(tmp_path: Path) -> None:
     keyed, keyless = free_port(), free_port()
     plugin_distribution(tmp_path / "site", "corral_binds_plugin", f"""
 from corral import hookimpl
-from corral.plugins.server.http import Bind
+from corral.sdk.http import Bind
 
 @hookimpl
 def register_binds(kernel):

@@ -1,4 +1,4 @@
-"""The fault suite (issue 15): each fault is made to happen for real against a real ``corral
+"""The server's fault suite (issue 15; the store's is test_faults_store.py): each fault is made to happen for real against a real ``corral
 serve`` with the real SmolLM2 model, and what follows is checked. While each fault runs, another
 client (another loopback address) asks ``GET /api/version`` every few tenths of a second, and
 every answer must come within one second: one request never freezes the server for everyone.
@@ -24,7 +24,8 @@ import httpx
 import ollama
 import pytest
 
-from servers import runner_pids, server_process, store_with_smollm2
+from fault_support import PROBE_ADDRESS, Server, serving, version_answers_within_a_second
+from servers import runner_pids, store_with_smollm2
 from tiny_llama import write_tiny_llama
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
@@ -32,57 +33,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.faults]
 GREEDY = {"temperature": 0, "seed": 42, "num_predict": 24}
 COUNTING = "1, 2, 3, 4, 5, 6, 7, 8,"
 HTTP = httpx.Client(timeout=120)
-PROBE_ADDRESS = "127.0.0.2"  # "another client": per-client connection caps do not lump it with the fault
-SLOW_ANSWER = 1.0
-
-
-class VersionProbe:
-    """Asks GET /api/version over a new connection every 0.2 s and records how long each took."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.latencies: list[float] = []
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def wait_for(self, count: int) -> None:
-        deadline = time.monotonic() + 30
-        while len(self.latencies) < count and time.monotonic() < deadline and self.thread.is_alive():
-            time.sleep(0.02)
-
-    def run(self) -> None:
-        transport = httpx.HTTPTransport(local_address=PROBE_ADDRESS)
-        with httpx.Client(transport=transport, timeout=SLOW_ANSWER * 5,
-                          limits=httpx.Limits(max_keepalive_connections=0)) as client:
-            while not self.stop.is_set():
-                started = time.monotonic()
-                try:
-                    response = client.get(f"{self.url}/api/version")
-                    if response.status_code != 200:
-                        self.failures.append(f"status {response.status_code}")
-                except httpx.HTTPError as error:
-                    self.failures.append(f"{type(error).__name__}: {error}")
-                self.latencies.append(time.monotonic() - started)
-                self.stop.wait(0.2)
-
-
-@contextlib.contextmanager
-def version_keeps_answering(url: str) -> Iterator[VersionProbe]:
-    probe = VersionProbe(url)
-    probe.thread.start()
-    probe.wait_for(1)
-    try:
-        yield probe
-    finally:
-        probe.wait_for(len(probe.latencies) + 1)  # one more answer, asked while the fault was on or just after
-        probe.stop.set()
-        probe.thread.join(timeout=30)
-    assert len(probe.latencies) >= 2, "the probe did not run"
-    assert not probe.failures, probe.failures
-    assert max(probe.latencies) < SLOW_ANSWER, f"GET /api/version took {max(probe.latencies):.2f}s"
-
-
 def config(tmp_path: Path, **server: object) -> str:
     path = tmp_path / "config.toml"
     path.write_text("[server]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in server.items()))
@@ -102,30 +52,23 @@ def store(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """One server for the faults that need no special settings: (url, pid)."""
+def server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the faults that need no settings of their own."""
     home = tmp_path_factory.mktemp("home")
     settings = config(home, body_timeout=3, max_client_connections=100)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OLLAMA_", "CORRAL_"))}
     env.update(HOME=str(home), OLLAMA_MODELS=str(store), OLLAMA_NUM_PARALLEL="1", CORRAL_CONFIG=settings)
-    with server_process(env) as (url, process):
-        yield url, process.pid
-
-
-def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
+    with serving(env) as running:
+        yield running
 
 
 # -- the runner ------------------------------------------------------------------------------------
 
 
-def test_runner_killed_mid_stream(server: tuple[str, int], store: Path) -> None:
+def test_runner_killed_mid_stream(server: Server, store: Path) -> None:
     """The stream ends with an error line, and the next request loads the model again."""
-    url, _ = server
-    with version_keeps_answering(url):
+    url = server.url
+    with version_answers_within_a_second(url):
         with HTTP.stream("POST", f"{url}/api/generate", json={
                 "model": "smol", "prompt": COUNTING, "raw": True, "options": {**GREEDY, "num_predict": 2000}}) as response:
             stream = response.iter_lines()
@@ -138,10 +81,10 @@ def test_runner_killed_mid_stream(server: tuple[str, int], store: Path) -> None:
     assert "Paris" in answer.response and answer.load_duration > 0
 
 
-def test_client_disconnect_mid_stream_frees_the_slot(server: tuple[str, int]) -> None:
+def test_client_disconnect_mid_stream_frees_the_slot(server: Server) -> None:
     """With one slot, an abandoned generation of 100,000 tokens must not hold the next request."""
-    url, _ = server
-    with version_keeps_answering(url):
+    url = server.url
+    with version_answers_within_a_second(url):
         with HTTP.stream("POST", f"{url}/api/generate", json={
                 "model": "smol", "prompt": COUNTING, "raw": True,
                 "options": {**GREEDY, "num_predict": 100000}}) as response:
@@ -156,13 +99,13 @@ def test_client_disconnect_mid_stream_frees_the_slot(server: tuple[str, int]) ->
 # -- connections and bodies --------------------------------------------------------------------------
 
 
-def test_200_slowloris_connections(server: tuple[str, int]) -> None:
+def test_200_slowloris_connections(server: Server) -> None:
     """Connections that dribble their headers: one client gets 100 (server.max_client_connections
     in this server), the rest are refused with a 503, and everyone else is served."""
-    url, _ = server
+    url = server.url
     port = int(url.rsplit(":", 1)[1])
     sockets = []
-    with version_keeps_answering(url):
+    with version_answers_within_a_second(url):
         try:
             for _ in range(200):
                 sock = socket.create_connection(("127.0.0.1", port))
@@ -189,12 +132,12 @@ def test_200_slowloris_connections(server: tuple[str, int]) -> None:
     assert httpx.get(f"{url}/api/version").status_code == 200  # the client may connect again
 
 
-def test_a_100_mb_json_body(server: tuple[str, int]) -> None:
+def test_a_100_mb_json_body(server: Server) -> None:
     """413 with Ollama's error shape (OpenAI's under /v1), read without buffering the body."""
-    url, pid = server
+    url = server.url
     body = b'{"model": "smol", "prompt": "' + b"a" * 100_000_000 + b'"}'
-    before = peak_rss_kib(pid)
-    with version_keeps_answering(url):
+    before = server.peak_rss()
+    with version_answers_within_a_second(url):
         response = HTTP.post(f"{url}/api/generate", content=body)
         assert (response.status_code, response.json()) == (
             413, {"error": "request body too large: more than 33554432 bytes (server.max_body_size)"})
@@ -209,16 +152,16 @@ def test_a_100_mb_json_body(server: tuple[str, int]) -> None:
         with pytest.raises(ollama.ResponseError, match="request body too large") as raised:
             ollama.Client(host=url).generate("smol", "a" * 100_000_000)
         assert raised.value.status_code == 413
-    assert peak_rss_kib(pid) - before < 64 * 1024  # the 100 MB never sits in memory
+    assert server.peak_rss() - before < 64 * 2**20  # the 100 MB never sits in memory
 
 
-def test_stalled_bodies_time_out_and_leave_no_temporary_file(server: tuple[str, int], store: Path) -> None:
+def test_stalled_bodies_time_out_and_leave_no_temporary_file(server: Server, store: Path) -> None:
     """50 blob uploads that stop sending get a 408 after server.body_timeout (3 s here), and 10
     whose client goes away are dropped at once; no temporary file is left behind."""
-    url, _ = server
+    url = server.url
     port = int(url.rsplit(":", 1)[1])
     sockets = []
-    with version_keeps_answering(url):
+    with version_answers_within_a_second(url):
         for index in range(10):
             with socket.create_connection(("127.0.0.1", port)) as sock:
                 sock.sendall(f"POST /api/blobs/sha256:{index + 100:064x} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -245,11 +188,11 @@ def test_stalled_bodies_time_out_and_leave_no_temporary_file(server: tuple[str, 
 # -- parsing and templates ---------------------------------------------------------------------------
 
 
-def test_quadratic_inputs_are_refused_at_once(server: tuple[str, int]) -> None:
+def test_quadratic_inputs_are_refused_at_once(server: Server) -> None:
     """20,000 digits and an x froze the server for 11.5 s as a keep_alive and 26.5 s in a Modelfile."""
-    url, _ = server
+    url = server.url
     digits = "1" * 20000 + "x"
-    with version_keeps_answering(url):
+    with version_answers_within_a_second(url):
         response = HTTP.post(f"{url}/api/generate", json={"model": "smol", "prompt": "hi", "keep_alive": digits})
         assert response.status_code == 400 and response.json()["error"].startswith('time: invalid duration "111')
         response = HTTP.post(f"{url}/api/create", json={
@@ -263,12 +206,12 @@ def test_quadratic_inputs_are_refused_at_once(server: tuple[str, int]) -> None:
     {"model": "smol", "prompt": "hi", "template": '{{range 30000}}{{printf "%1000000d" 1}}{{end}}'},
     {"model": "jinja-bomb", "prompt": "hi"},
 ])
-def test_template_bombs_are_a_400_naming_the_limit(server: tuple[str, int], body: dict) -> None:
+def test_template_bombs_are_a_400_naming_the_limit(server: Server, body: dict) -> None:
     """A request's Go template, and a GGUF's Jinja chat template, with loops that would run for
     hours (the first two froze the server and made it deaf to SIGTERM). Which limit they meet
     first depends on the machine's speed."""
-    url, _ = server
-    with version_keeps_answering(url):
+    url = server.url
+    with version_answers_within_a_second(url):
         response = HTTP.post(f"{url}/api/generate", json={**body, "stream": False})
     assert response.status_code == 400
     assert re.fullmatch(r"template: rendering .* \(server\.template_(max_iterations|max_output|timeout)\)",
@@ -281,7 +224,8 @@ def test_sigterm_while_a_render_is_stuck(store: Path, tmp_path: Path) -> None:
     settings = config(tmp_path, template_timeout=3600, template_max_iterations=10**12)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OLLAMA_", "CORRAL_"))}
     env.update(HOME=str(tmp_path), OLLAMA_MODELS=str(store), CORRAL_CONFIG=settings)
-    with server_process(env) as (url, process):
+    with serving(env) as stuck_server:
+        url = stuck_server.url
         HTTP.post(f"{url}/api/generate", json={"model": "smol"})  # load, so the render starts at once
         failures: list[BaseException] = []
 
@@ -293,13 +237,12 @@ def test_sigterm_while_a_render_is_stuck(store: Path, tmp_path: Path) -> None:
                 failures.append(error)
 
         thread = threading.Thread(target=stuck, daemon=True)
-        with version_keeps_answering(url):
+        with version_answers_within_a_second(url):
             thread.start()
             time.sleep(3)
             assert thread.is_alive()  # the render is under way
         started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        assert stuck_server.stop(signal.SIGTERM) == 0
         assert time.monotonic() - started < 15
         thread.join(timeout=10)
 
@@ -308,13 +251,13 @@ def test_probe_fails_when_the_server_freezes(tmp_path: Path) -> None:
     """The probe itself can fail: a server whose event loop sleeps 2 s (SIGSTOP) is caught."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OLLAMA_", "CORRAL_"))}
     env.update(HOME=str(tmp_path), OLLAMA_MODELS=str(tmp_path / "models"))
-    with server_process(env) as (url, process):
-        with pytest.raises(AssertionError, match="GET /api/version took"):
-            with version_keeps_answering(url):
+    with serving(env) as frozen:
+        with pytest.raises(AssertionError, match="/api/version took"):
+            with version_answers_within_a_second(frozen.url):
                 time.sleep(0.5)
-                process.send_signal(signal.SIGSTOP)
+                frozen.process.send_signal(signal.SIGSTOP)
                 time.sleep(2)
-                process.send_signal(signal.SIGCONT)
+                frozen.process.send_signal(signal.SIGCONT)
                 time.sleep(0.5)
 
 

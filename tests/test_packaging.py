@@ -9,7 +9,7 @@ import tomllib
 
 from support import REPO
 
-FOLDERS = {"core": "corral", "plugins": "corral.plugins", "contrib": "corral.contrib"}
+FOLDERS = {"core": "corral", "sdk": "corral.sdk", "plugins": "corral.plugins", "contrib": "corral.contrib"}
 
 
 def declared_packages() -> set[str]:
@@ -38,7 +38,7 @@ def test_package_dir_maps_the_three_folders() -> None:
 
 
 def test_repo_folder_names_are_not_importable(tmp_path) -> None:
-    for name in ("core", "plugins", "contrib"):
+    for name in FOLDERS:
         result = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path, capture_output=True)
         assert result.returncode != 0, f"'import {name}' must fail outside the source tree"
 

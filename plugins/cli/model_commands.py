@@ -114,7 +114,7 @@ def show_command(state: Any, model: str, verbose: bool, **flags: bool) -> None:
       corral show smollm2
       corral show smollm2 --modelfile
     """
-    from corral.errors import CorralError
+    from corral import CorralError
 
     chosen = [name for name in SHOW_FLAGS if flags[f"show_{name}"]]
     if len(chosen) > 1:
@@ -162,7 +162,7 @@ def rm_command(state: Any, models: tuple[str, ...]) -> None:
     Example:
       corral rm my-smollm2 old-model:7b
     """
-    from corral.errors import CorralError
+    from corral import CorralError
 
     with connect(state) as client:
         for model in models:
@@ -187,7 +187,7 @@ def stop_command(state: Any, model: str) -> None:
     Example:
       corral stop smollm2
     """
-    from corral.errors import CorralError
+    from corral import CorralError
 
     with connect(state) as client:
         try:
@@ -211,7 +211,7 @@ def unload(client: Any, model: str) -> None:
 
 def show_info(response: dict[str, Any], verbose: bool) -> str:
     """The sections ``corral show MODEL`` prints, exactly as Ollama's ``showInfo`` lays them out."""
-    from corral.gguf.human import human_number
+    from corral.sdk.gguf import human_number
 
     from .human import go_float_f, go_float_g, go_value, table
 

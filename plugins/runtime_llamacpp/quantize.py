@@ -36,9 +36,8 @@ class LlamaCppQuantizer:
         import anyio
         from anyio.streams.buffered import BufferedByteReceiveStream
 
-        from corral.errors import InvalidRequest, RuntimeFailure
-        from corral.gguf import read_gguf
-        from corral.types import Progress
+        from corral import InvalidRequest, Progress, RuntimeFailure
+        from corral.sdk.gguf import read_gguf
 
         kind = type.upper()
         if kind not in FILE_TYPES:

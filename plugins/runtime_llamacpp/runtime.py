@@ -17,8 +17,7 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from corral.errors import CorralError, InvalidRequest, RuntimeFailure, ServerBusy
-from corral.types import CompletionChunk, CompletionRequest, LoadSpec
+from corral import CompletionChunk, CompletionRequest, CorralError, InvalidRequest, LoadSpec, RuntimeFailure, ServerBusy
 
 from .protocol import decode, encode
 from .reaper import RUNNER_MODULE

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.errors import ConfigError
-
-from .http import Bind, bind_port
+from corral import ConfigError
+from corral.sdk.http import Bind, bind_port
 
 
 def listen_binds(kernel: Any) -> list[Bind]:

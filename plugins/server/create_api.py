@@ -8,13 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 
-from corral.create import CreateRequest, create_model
-from corral.errors import InvalidModelFile, InvalidRequest
-from corral.modelfile import Instruction, blob_reference, modelfile_request, parse_modelfile
-
-from .http import Fields, progress_response, read_json
+from corral import CreateRequest, InvalidModelFile, InvalidRequest
+from corral.sdk.http import Fields, kernel, progress_response, read_json
+from corral.sdk.modelfile import Instruction, blob_reference, modelfile_request, parse_modelfile
 
 blueprint = Blueprint("create_api", __name__)
 STRUCT = "CreateRequest"
@@ -83,6 +81,5 @@ def create_request(body: Mapping[str, Any]) -> CreateRequest:
 async def create() -> Response:
     body = await read_json(f"api.{STRUCT}")
     request = await anyio.to_thread.run_sync(create_request, body)  # a Modelfile's text may be long
-    kernel = current_app.extensions["corral.kernel"]
     stream = Fields(body, STRUCT).boolean("stream", True)
-    return await progress_response(create_model(kernel, request), stream)
+    return await progress_response(kernel().create_model(request), stream)

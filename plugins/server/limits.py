@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 from hypercorn.config import Config, Sockets
 
-from corral import gojson
+from corral.sdk.http import go_json, openai_error
 
 log = logging.getLogger("corral.server")
 
@@ -35,10 +35,7 @@ STREAMED_PREFIXES = ("/api/blobs/",)
 
 
 def error_body(path: str, status: int, message: str) -> bytes:
-    if path.startswith("/v1/"):
-        kind = "invalid_request_error" if status < 500 else "api_error"
-        return gojson.dumps({"error": {"message": message, "type": kind, "param": None, "code": None}}).encode()
-    return gojson.dumps({"error": message}).encode()
+    return go_json(openai_error(message, status) if path.startswith("/v1/") else {"error": message}).encode()
 
 
 async def send_refusal(scope: dict[str, Any], send: Any, status: int, message: str) -> None:
@@ -209,7 +206,7 @@ class _CappedListener(socket.socket):
                 counted = _CountedConnection(conn.family, conn.type, conn.proto, fileno=conn.detach(),
                                              caps=self.caps, client=client)
                 return counted, address
-            body = gojson.dumps({"error": refusal}).encode()
+            body = go_json({"error": refusal}).encode()
             try:
                 conn.setblocking(False)
                 conn.send(_REFUSAL % (len(body), body))

@@ -6,12 +6,11 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 
-from corral.errors import CorralError, InvalidName, InvalidRequest, ModelNotFound
-from corral.names import parse_reference, validate_digest
+from corral import CorralError, InvalidName, InvalidRequest, ModelNotFound, parse_reference, validate_digest
+from corral.sdk.http import INFERENCE, OPEN, Fields, access, empty_response, error_response, json_response, kernel, read_json, rfc3339
 
-from .http import Fields, empty_response, error_response, json_response, read_json, rfc3339
 from .show import read_model_gguf, show_response
 
 # The Ollama API version clients compare against (VS Code needs 0.6.4, webui-lite 0.1.16).
@@ -24,16 +23,14 @@ class BodyTooLarge(CorralError):
     status = 413
 
 
-def kernel() -> Any:
-    return current_app.extensions["corral.kernel"]
-
-
 @blueprint.route("/", methods=["GET", "HEAD"])
+@access(OPEN)
 async def root() -> Response:
     return Response("Ollama is running", content_type="text/plain; charset=utf-8")
 
 
 @blueprint.route("/api/version", methods=["GET", "HEAD"])
+@access(INFERENCE)
 async def version() -> Response:
     return json_response({"version": API_VERSION})
 
@@ -50,12 +47,14 @@ def list_entry(info: Any) -> dict[str, Any]:
 
 
 @blueprint.route("/api/tags", methods=["GET", "HEAD"])
+@access(INFERENCE)
 async def tags() -> Response:
     models = await kernel().store.list()
     return json_response({"models": [list_entry(info) for info in models]})
 
 
 @blueprint.route("/api/show", methods=["POST"])
+@access(INFERENCE)
 async def show() -> Response:
     fields = Fields(await read_json("api.ShowRequest"), "ShowRequest")
     name = fields.model()
@@ -73,8 +72,9 @@ async def show() -> Response:
     verbose = fields.boolean("verbose")
     parts = await store.parts(info)
     gguf = await read_model_gguf(parts, keep_arrays=verbose)
-    body = show_response(info, parts, gguf, verbose=verbose, system=fields.string("system") or None,
-                         options=fields.obj("options"))
+    capabilities = await kernel().inference.capabilities(info.name)
+    body = show_response(info, parts, gguf, capabilities=capabilities, verbose=verbose,
+                         system=fields.string("system") or None, options=fields.obj("options"))
     return json_response(body)
 
 
