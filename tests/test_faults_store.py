@@ -251,7 +251,7 @@ def test_a_create_stopped_by_a_signal_leaves_no_model_and_no_leftovers(
             assert client.post(f"{server.url}/api/blobs/{digests[name]}", content=data).status_code in (200, 201)
     before = snapshot(models)
     seen: list[dict] = []
-    with version_answers_within_a_second(server.url):
+    with version_answers_within_a_second(server.url) as probe:
         try:
             with httpx.Client(timeout=120) as client, client.stream(
                     "POST", server.url + "/api/create", json={"model": "minilm", "files": digests}) as response:
@@ -260,6 +260,7 @@ def test_a_create_stopped_by_a_signal_leaves_no_model_and_no_leftovers(
                         seen.append(json.loads(line))
                     if seen and seen[-1].get("status") == "converting model" and server.process.poll() is None:
                         assert temporaries(models), "the conversion works in a .tmp-create-* folder"
+                        probe.finish()  # what follows stops the server on purpose
                         server.process.send_signal(signum)
                         if signum == signal.SIGKILL:
                             break

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from quart import Blueprint, Response, request
 
-from corral import CorralError, InvalidName, InvalidRequest, ModelNotFound, parse_reference, validate_digest
+from corral import InvalidName, InvalidRequest, ModelNotFound, parse_reference, validate_digest
 from corral.sdk.http import INFERENCE, OPEN, Fields, access, empty_response, error_response, json_response, kernel, read_json, rfc3339
 
 from .show import read_model_gguf, show_response
@@ -17,10 +16,6 @@ from .show import read_model_gguf, show_response
 API_VERSION = "0.13.0"
 
 blueprint = Blueprint("ollama_api", __name__)
-
-
-class BodyTooLarge(CorralError):
-    status = 413
 
 
 @blueprint.route("/", methods=["GET", "HEAD"])
@@ -123,17 +118,5 @@ async def upload_blob(digest: str) -> Response:
     store = kernel().store
     if await store.has_blob(digest):
         return empty_response(200)
-    free = _free_bytes(store.location)
-    if request.content_length is not None and free is not None and request.content_length > free:
-        raise BodyTooLarge(f"not enough disk space for the blob: it has {request.content_length} bytes "
-                           f"and {free} are free")
     await store.add_blob(request.body, digest)
     return empty_response(201)
-
-
-def _free_bytes(location: str) -> int | None:
-    """Free space where the store keeps blobs, or None when it is not a local folder."""
-    try:
-        return shutil.disk_usage(location).free
-    except (OSError, ValueError):
-        return None
