@@ -241,7 +241,8 @@ def _die_with_parent() -> None:
 class Server:
     """``corral serve`` over a temporary store holding the model; stopped by ``close()`` (idempotent)."""
 
-    def __init__(self, model_path: Path, workdir: Path, *, num_parallel: int = 1) -> None:
+    def __init__(self, model_path: Path, workdir: Path, *, num_parallel: int = 1,
+                 extra_env: dict[str, str] | None = None) -> None:
         sys.path.insert(0, str(REPO / "tests"))
         from servers import store_with_smollm2  # the tests' store builder (writes an Ollama-layout store)
 
@@ -251,6 +252,7 @@ class Server:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OLLAMA_", "CORRAL_"))}
         env.update(HOME=str(workdir / "home"), OLLAMA_HOST=f"127.0.0.1:{self.port}", OLLAMA_MODELS=str(store),
                    OLLAMA_KEEP_ALIVE="-1", OLLAMA_NUM_PARALLEL=str(num_parallel))
+        env.update(extra_env or {})
         self.log_path = workdir / "server.log"
         self.log = self.log_path.open("wb")
         self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
@@ -304,7 +306,8 @@ class Server:
 
 
 class Corral:
-    def __init__(self, server: Server, client: Any, *, options: dict[str, Any]) -> None:
+    def __init__(self, server: Server, client: Any, *, options: dict[str, Any], side: str = "corral") -> None:
+        self.side = side
         self.server = server
         self.client = client
         self.options = options
@@ -346,7 +349,7 @@ class Corral:
                 if item.get("done"):
                     final = item
         usage = Meter.usage(before, meter.snapshot()) if meter and before else None
-        result = measurement("corral", started, times, pieces, prompt_tokens=final.get("prompt_eval_count", 0),
+        result = measurement(self.side, started, times, pieces, prompt_tokens=final.get("prompt_eval_count", 0),
                              tokens=final.get("eval_count", 0), reason=final.get("done_reason"), usage=usage)
         if final.get("eval_duration"):
             result["server_rate"] = final["eval_count"] / (final["eval_duration"] / 1e9)
@@ -395,7 +398,7 @@ def print_table(rows: list[dict[str, Any]], wanted: int) -> None:
         print(f"{row['side']:<9}{row['run']:>4}{row['prompt_tokens']:>8}{row['tokens']:>8}{row['chunks']:>8}"
               f"{row['ttft_ms']:>10.1f}{row['decode']:>12.1f}{server:>12}{cpu['server']:>12}{cpu['runner']:>12}"
               f"{cpu['client']:>12}{other:>13}")
-    for side in ("baseline", "corral"):
+    for side in dict.fromkeys(row["side"] for row in rows):
         mine = [r for r in rows if r["side"] == side]
         server = median([r["server_rate"] for r in mine if "server_rate" in r])
         print(f"{side + ' median':<21}{median([r['tokens'] for r in mine]):>8.0f}{'':>8}"
@@ -407,6 +410,12 @@ def print_table(rows: list[dict[str, Any]], wanted: int) -> None:
     if short:
         print(f"note: {len(short)} run(s) stopped before {wanted} tokens (end of sequence); "
               "rates use the tokens produced")
+
+
+def server_ms(row: dict[str, Any]) -> float:
+    """The server process's CPU per token in a corral run, in ms."""
+    usage = row.get("usage") or {}
+    return usage["server"] * 1000 / max(row["tokens"] or row["chunks"], 1) if "server" in usage else float("nan")
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -474,6 +483,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="n_threads on both sides; default the CPU count")
     parser.add_argument("--model", type=Path, help="a GGUF file; default the SmolLM2-135M test model")
+    parser.add_argument("--plugin", metavar="NAME",
+                        help="also measure a second server with this plugin enabled (e.g. metrics), alternating "
+                             "with the others, and print its decode and TTFT against the plain server's")
     parser.add_argument("--json", type=Path, help="also write every measurement and the summary to this file")
     parser.add_argument("--py-spy", type=Path, metavar="FILE",
                         help="record the server with py-spy (must be on PATH) during the corral runs, "
@@ -508,10 +520,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     workdir = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     server: Server | None = None
+    plugged_server: Server | None = None
     profiler: subprocess.Popen[bytes] | None = None
     try:
         # The server starts first, before this process has any threads (preexec_fn is then safe).
-        server = Server(args.model, workdir)
+        server = Server(args.model, workdir / "plain")
+        if args.plugin:
+            config = workdir / "plugged.toml"
+            config.write_text(f"[plugins]\nenable = {json.dumps([args.plugin])}\n")
+            plugged_server = Server(args.model, workdir / "plugged", extra_env={"CORRAL_CONFIG": str(config)})
         baseline = Baseline(args.model, num_ctx=args.num_ctx, threads=args.threads, seed=args.seed, options=options)
         prompt = build_prompt(args.prompt_tokens, lambda text: len(baseline.tokenize(text)))
         prompt_tokens = baseline.tokenize(prompt)
@@ -524,8 +541,15 @@ def main(argv: list[str] | None = None) -> int:
         server.wait_ready(client)
         corral = Corral(server, client, options=options)
         corral.preload()
-        meter = Meter(server.pid)
-        for side in (baseline, corral):  # warm-up: page the weights in, settle threads and caches
+        sides: list[Any] = [baseline, corral]
+        meters = {id(baseline): Meter(server.pid), id(corral): Meter(server.pid)}
+        if plugged_server is not None:
+            plugged_server.wait_ready(client)
+            plugged = Corral(plugged_server, client, options=options, side=f"+{args.plugin}")
+            plugged.preload()
+            sides.append(plugged)
+            meters[id(plugged)] = Meter(plugged_server.pid)
+        for side in sides:  # warm-up: page the weights in, settle threads and caches
             side.complete(prompt, 16)
 
         print(f"corral streaming benchmark, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
@@ -539,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                 load = wait_until_quiet(args.wait_quiet)
                 if load >= 0.15:
                     print(f"  (other processes still use {load:.2f} cores; measuring anyway)", flush=True)
-            for side in (baseline, corral):
+            for side in sides:
                 if args.prompt_cache == "cold":
                     if side is baseline:
                         baseline.llm.reset()
@@ -550,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
                          "--output", str(args.py_spy), "--nonblocking"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     time.sleep(1.0)
-                row = side.complete(prompt, args.tokens, meter)
+                row = side.complete(prompt, args.tokens, meters[id(side)])
                 row["run"] = run
                 rows.append(row)
                 print(f"  run {run} {row['side']:<8} decode {row['decode']:6.1f} tok/s  TTFT {row['ttft_ms']:7.1f} ms"
@@ -570,6 +594,15 @@ def main(argv: list[str] | None = None) -> int:
               f"differences; difference of the medians {result['added_ttft_ms']:+.1f} ms)")
         print(f"corral's TTFT outside the runner's completion call (HTTP, server, pipes): "
               f"{result['outside_runner_ttft_ms']:.1f} ms (median)")
+        if args.plugin:
+            side = f"+{args.plugin}"
+            with_plugin = [r for r in rows if r["side"] == side]
+            pairs = list(zip([r for r in rows if r["side"] == "corral"], with_plugin))
+            print(f"with {args.plugin} / without, same run: decode "
+                  f"{median([p['decode'] / c['decode'] for c, p in pairs]):.3f}, TTFT "
+                  f"{median([p['ttft_ms'] - c['ttft_ms'] for c, p in pairs]):+.1f} ms, server CPU per token "
+                  f"{median([server_ms(p) for _, p in pairs]):.3f} vs {median([server_ms(c) for c, _ in pairs]):.3f} ms "
+                  f"(medians of the {len(pairs)} per-run comparisons)")
         if result["quiet_pairs"] < args.runs:
             over = (f"; over those: decode {result['quiet_decode_ratio']:.3f}, "
                     f"added TTFT {result['quiet_added_ttft_ms']:+.1f} ms") if result["quiet_pairs"] else ""
@@ -592,6 +625,8 @@ def main(argv: list[str] | None = None) -> int:
             profiler.wait()
         if server is not None:
             server.close()
+        if plugged_server is not None:
+            plugged_server.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -105,6 +105,7 @@ from .types import (
     TransferFinished,
     TransferProgress,
 )
+from .usage import Usage, recording_usage
 
 try:
     __version__ = version("corral")
@@ -140,9 +141,9 @@ __all__ = [
     "ModelStored", "ModelUnloaded", "PartialBlob", "PluginError", "Progress", "PullError", "Quantizer",
     "QuantizerSpec", "Reply", "RequestFinished", "RunnerStarted", "RunnerStopped", "RunningModel", "Runtime",
     "RuntimeFailure", "RuntimeSpec", "Scheduler", "ServerBusy", "SettingSpec", "Settings", "SourceSpec", "Store",
-    "StoreError", "StoreSpec", "TemplateError", "TransferFinished", "TransferProgress",
+    "StoreError", "StoreSpec", "TemplateError", "TransferFinished", "TransferProgress", "Usage",
     "decode_manifest", "encode_manifest", "format_go_duration", "hookimpl", "hookspec", "manifest_digest",
     "in_use", "is_loopback_host", "parse_bool", "parse_count", "parse_duration", "parse_go_duration", "parse_host", "parse_keep_alive", "parse_key",
     "parse_list", "parse_path", "parse_port", "parse_positive_duration", "parse_reference", "parse_string",
-    "validate_digest",
+    "recording_usage", "validate_digest",
 ]

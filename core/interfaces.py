@@ -167,7 +167,12 @@ class LoadedModel(Protocol):
 
 @runtime_checkable
 class Runtime(Protocol):
-    """Loads models of some formats (``RuntimeSpec.formats``)."""
+    """Loads models of some formats (``RuntimeSpec.formats``).
+
+    Optional members the kernel uses when present: ``nodes() -> int``, the machines the runtime
+    spreads models over (OLLAMA_MAX_LOADED_MODELS then counts per node), and ``close()`` (async),
+    called once the scheduler stops. A loaded model may have ``node``, where it runs (``/api/ps``).
+    """
 
     def load(self, spec: LoadSpec) -> AbstractAsyncContextManager[LoadedModel]:
         """Load the model on entry and unload it on exit. The scheduler enters and exits it in
@@ -269,6 +274,9 @@ class RunningModel(Protocol):
 @runtime_checkable
 class Scheduler(Protocol):
     """``kernel.scheduler``: which models are loaded."""
+
+    waiting: int
+    """Requests waiting now for a slot, for room to load, or for a load (at most OLLAMA_MAX_QUEUE)."""
 
     def loaded(self) -> list[RunningModel]:
         """Loaded models, latest to expire first."""

@@ -219,6 +219,16 @@ def parse_debug(value: Any) -> int:
     raise ValueError("expected 0, 1, 2, true or false")
 
 
+def parse_choice(*choices: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        text = _unquote(value).lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return convert
+
+
 def parse_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         items = value
@@ -334,6 +344,9 @@ CORE_SETTINGS: tuple[CoreSetting, ...] = (
                 converter=parse_count(4), help="default num_ctx"),
     CoreSetting(key="server.debug", env="OLLAMA_DEBUG", default=0, converter=parse_debug,
                 help="log detail: 0 info, 1 debug, 2 trace"),
+    CoreSetting(key="server.log_format", env="CORRAL_LOG_FORMAT", default="logfmt",
+                converter=parse_choice("logfmt", "json"),
+                help="log lines as logfmt (key=value) or json (one object per line)"),
     CoreSetting(key="server.noprune", env="OLLAMA_NOPRUNE", default=False, converter=parse_bool,
                 help="keep unreferenced blobs instead of removing them"),
     CoreSetting(key="server.max_body_size", env=None, default=32 * 1024 * 1024, converter=parse_count(1),
@@ -391,6 +404,7 @@ class Settings:
     max_loaded_models: int
     context_length: int
     debug: int
+    log_format: str
     noprune: bool
     max_body_size: int
     body_timeout: float
@@ -489,6 +503,7 @@ class Settings:
             max_loaded_models=values["server.max_loaded_models"],
             context_length=values["server.context_length"],
             debug=values["server.debug"],
+            log_format=values["server.log_format"],
             noprune=values["server.noprune"],
             max_body_size=values["server.max_body_size"],
             body_timeout=values["server.body_timeout"],

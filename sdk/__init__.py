@@ -14,6 +14,8 @@
 - ``corral.sdk.gofmt``: printing values as Go does (floats, quoted strings, JSON)
 - ``corral.sdk.templates``: Ollama's Go prompt templates
 - ``corral.sdk.convert``: safetensors checkpoints to GGUF
+- ``corral.sdk.runner``: a model served by an engine in a process of its own (a child process, a
+  Ray actor), over any transport: the client, the runner loop, the pipe transport, warm spares
 
 Import the submodule you need; this package imports none of them, so ``import corral.sdk`` is free.
 See docs/plugin_hooks.md.

@@ -64,18 +64,24 @@ WEATHER_CALL_SHAPE = {"type": "object", "properties": {
 SMOL_PARAMS = {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2}
 
 
-def runner_pids(store: Path) -> list[int]:
-    """The llama.cpp runner processes serving models of ``store``."""
+def processes_with(command: bytes, environment: str) -> list[int]:
+    """Processes whose command line holds ``command`` and whose environment has ``environment``."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes()
+                environ = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"runtime_llamacpp.runner" in cmdline and str(store).encode() in cmdline:
+            if command in cmdline and environment.encode() in environ:
                 pids.append(int(entry.name))
     return pids
+
+
+def runner_pids(store: Path) -> list[int]:
+    """The llama.cpp runner processes (a warm spare included) of servers of ``store``."""
+    return processes_with(b"runtime_llamacpp.runner", f"OLLAMA_MODELS={store}")
 
 
 def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] = ("registry.ollama.ai", "library", "smol", "latest"),

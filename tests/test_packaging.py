@@ -32,7 +32,7 @@ def test_declared_packages_match_the_folder_tree() -> None:
     assert declared_packages() == tree_packages()
 
 
-def test_package_dir_maps_the_three_folders() -> None:
+def test_package_dir_maps_the_four_folders() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert config["tool"]["setuptools"]["package-dir"] == {v: k for k, v in FOLDERS.items()}
 

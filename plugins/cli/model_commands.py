@@ -90,8 +90,11 @@ def ps_command(state: Any, prefix: str | None) -> None:
         else:
             until = human_time(expires, "Never")
         rows.append([name, model.get("digest", "")[:12], human_bytes(size), processor,
-                     str(model.get("context_length") or 0), until])
-    click.echo(table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]), nl=False)
+                     str(model.get("context_length") or 0), until, model.get("node") or ""])
+    headers = ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL", "NODE"]
+    if not any(row[-1] for row in rows):  # one machine: Ollama's columns
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    click.echo(table(rows, headers), nl=False)
 
 
 @click.command("show", epilog=EPILOG)

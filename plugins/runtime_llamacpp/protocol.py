@@ -1,5 +1,7 @@
 """The runner protocol: JSON objects, one per line, independent of the transport.
 
+The load handshake and the codec are the SDK's (``corral.sdk.runner``); these are the messages.
+
 The server sends requests, each with a unique ``id``:
 
 - ``{"op": "complete", "id": 1, "prompt": str, "context": [int], "options": {...}, "format": ...}``
@@ -23,13 +25,6 @@ can host a runner.
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from corral.sdk.runner import decode, encode
 
-
-def encode(message: dict[str, Any]) -> bytes:
-    return (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-
-
-def decode(line: bytes) -> dict[str, Any]:
-    return json.loads(line)
+__all__ = ["decode", "encode"]

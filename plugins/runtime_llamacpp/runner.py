@@ -1,60 +1,26 @@
-"""The runner: one process per loaded model, driving llama-cpp-python.
+"""The llama.cpp engine: one per loaded model, driving llama-cpp-python.
 
-Every llama.cpp call happens on this process's main thread: this OpenMP build slows down for good
-once calls come from several threads. A reader thread only moves request lines into a queue.
-Concurrent completions (OLLAMA_NUM_PARALLEL) each get their own context and are advanced one
-token at a time in turn, so all of them progress.
-
-Run as ``python -m corral.plugins.runtime_llamacpp.runner CONFIG_JSON``; speaks protocol.py on
-stdin and stdout; logs go to stderr.
+It runs inside a runner (``corral.sdk.runner``), which calls it from one thread only: this OpenMP
+build slows down for good once calls come from several threads. Concurrent completions
+(OLLAMA_NUM_PARALLEL) each get their own context and are advanced one token at a time in turn,
+so all of them progress.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import queue
-import signal
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from corral.plugins.runtime_llamacpp.protocol import decode, encode
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Ask Linux to kill this runner when the server dies, so no runner is ever orphaned."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-    if os.getppid() == 1:
-        sys.exit(1)
+from corral.sdk.runner import Output
 
 
 class RequestError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-class Output:
-    """Buffered protocol writer: lines are flushed once per round of work, not per token."""
-
-    def __init__(self) -> None:
-        self.stream = sys.stdout.buffer
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.stream.write(encode(message))
-
-    def flush(self) -> None:
-        self.stream.flush()
 
 
 def grammar_for(format_: Any) -> Any:
@@ -272,53 +238,11 @@ class Runner:
                 del self.active[request_id]
                 self.free.append(job.slot)
 
-
-def serve(runner: Runner, out: Output) -> None:
-    inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
-
-    def read() -> None:
-        for line in sys.stdin.buffer:
-            if line.strip():
-                inbox.put(decode(line))
-        inbox.put(None)
-
-    threading.Thread(target=read, name="runner-stdin", daemon=True).start()
-    while True:
-        block = not runner.active
-        while True:
-            try:
-                message = inbox.get(block=block)
-            except queue.Empty:
-                break
-            if message is None or not runner.handle(message, out):
-                out.flush()
-                return
-            block = False
-        runner.step_all(out)
-        out.flush()
-
-
-def main() -> None:
-    die_with_parent()
-    config = json.loads(sys.argv[1])
-    out = Output()
-    try:
-        runner = Runner(config)
-    except Exception as error:
-        out.send({"op": "failed", "error": f"{type(error).__name__}: {error}"})
-        out.flush()
-        sys.exit(1)
-    out.send(runner.ready())
-    out.flush()
-    serve(runner, out)
-    for job in list(runner.active.values()):
-        job.cancel(out)
-    out.flush()
-    for llm in runner.slots:
-        llm.close()
-    # Skip interpreter teardown: llama.cpp's threads and destructors can abort it after we are done.
-    os._exit(0)
-
-
-if __name__ == "__main__":
-    main()
+    def close(self) -> None:
+        for job in self.active.values():
+            close = getattr(job.iterator, "close", None)
+            if close:
+                close()
+        self.active.clear()
+        for llm in self.slots:
+            llm.close()

@@ -242,5 +242,6 @@ async def ps() -> Response:
             "name": info.name, "model": info.name, "size": info.size, "digest": info.digest,
             "details": info.details(), "expires_at": rfc3339(expires),
             "size_vram": 0, "context_length": entry.context_length,
+            **({"node": entry.node} if entry.node else {}),  # beyond Ollama: a model on another machine
         })
     return json_response({"models": models})
