@@ -124,6 +124,6 @@ def version_answers_within_a_second(url: str) -> Iterator[_Probe]:
         if not probe.stop.is_set():
             probe.wait_for(len(probe.times) + 1)
         probe.finish()
-    assert len(probe.times) >= 2, "the probe did not run"
+    assert probe.times, "the probe did not run"
     assert not probe.failures, probe.failures
     assert max(probe.times) < SLOW_ANSWER, f"/api/version took {max(probe.times):.2f} s (of {len(probe.times)} probes)"
