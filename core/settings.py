@@ -15,13 +15,15 @@ import socket
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .durations import parse_go_duration, parse_keep_alive
 from .errors import ConfigError
-from .types import SettingSpec
+
+if TYPE_CHECKING:
+    from .types import SettingSpec  # not imported at run time: `corral list` reads settings, not records
 
 DEFAULT_PORT = 11434
 DEFAULT_ORIGINS = (
@@ -439,6 +441,14 @@ class Settings:
     def allowed_origins(self) -> tuple[str, ...]:
         return self.origins + DEFAULT_ORIGINS
 
+    @staticmethod
+    def config_file(environ: Mapping[str, str] | None = None) -> Path:
+        """The config file the settings are read from, which may not exist: ``CORRAL_CONFIG``, else
+        ``~/.corral/config.toml``."""
+        environ = os.environ if environ is None else environ
+        explicit = environ.get("CORRAL_CONFIG")
+        return Path(explicit).expanduser() if explicit else default_config_path(environ)
+
     @property
     def has_keys(self) -> bool:
         """Whether any API key is configured, so that the server asks for one."""
@@ -575,7 +585,7 @@ class Settings:
 
 def _read_config(environ: Mapping[str, str], config_path: str | Path | None) -> tuple[Path | None, dict[str, Any]]:
     explicit = config_path or environ.get("CORRAL_CONFIG")
-    path = Path(explicit).expanduser() if explicit else default_config_path(environ)
+    path = Path(config_path).expanduser() if config_path else Settings.config_file(environ)
     if not path.exists():
         if explicit:
             raise ConfigError(f"config file {path} does not exist (from {'CORRAL_CONFIG' if not config_path else '--config'})")
