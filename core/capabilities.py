@@ -12,13 +12,16 @@ from .types import ModelFacts
 
 
 def capabilities(
-    *, facts: ModelFacts, template: str | None, has_projector: bool, config: Mapping[str, Any],
+    *, facts: ModelFacts, template: str | PromptTemplate | None, has_projector: bool, config: Mapping[str, Any],
 ) -> list[str]:
     """``completion`` or ``embedding``, then what the template supports (``tools``, ``insert``,
-    ``thinking``), ``vision``, and any the config declares. ``template`` is the Go TEMPLATE; the
-    model's own Jinja chat template (``facts.chat_template``) counts when there is none."""
+    ``thinking``), ``vision``, and any the config declares. ``template`` is the Go TEMPLATE (its
+    text, or already parsed); the model's own Jinja chat template (``facts.chat_template``) counts
+    when there is none."""
     found = ["embedding" if facts.embedding else "completion"]
-    if template:
+    if isinstance(template, PromptTemplate):
+        found += template.capabilities()
+    elif template:
         try:
             found += PromptTemplate.parse(template).capabilities()
         except TemplateError:

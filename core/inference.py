@@ -9,6 +9,7 @@ import math
 import time
 from collections import OrderedDict
 from contextlib import aclosing
+from functools import partial
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from .errors import InvalidRequest, RuntimeFailure
 from .gotemplate.named import named_template
 from .gotemplate.ollama import DEFAULT_TEMPLATE, PromptTemplate, PromptValues, message_from
 from .jinja_template import ChatTemplate
+from .template_limits import Budget, TemplateLimits, run_template
 from .thinking import ThinkingSplitter
 from .toolcalls import ToolCallParser
 from .types import (
@@ -55,7 +57,7 @@ class Prepared:
 
 def parse_keep_alive_value(value: Any) -> float | None:
     """A request's keep_alive: seconds as a number, or a Go duration string. Negative: forever."""
-    from .durations import FOREVER
+    from .durations import FOREVER, LONGEST
 
     if value is None:
         return None
@@ -65,7 +67,7 @@ def parse_keep_alive_value(value: Any) -> float | None:
         seconds = parse_go_duration(value.strip()) if isinstance(value, str) else float(value)
     except ValueError as error:
         raise InvalidRequest(str(error)) from None
-    return FOREVER if seconds < 0 else seconds
+    return FOREVER if seconds < 0 or seconds > LONGEST else seconds
 
 
 def check_think(value: Any) -> bool | str | None:
@@ -93,28 +95,23 @@ class Inference:
             return cached
         parts = await self.kernel.store.parts(info)
         facts = await self.kernel.describe(info)
-        params: dict[str, Any] = dict(parts.params)
-        jinja = facts.chat_template
-        template: PromptTemplate | ChatTemplate
-        if parts.template is not None:
-            template = PromptTemplate.parse(parts.template)
-        elif jinja and (named := named_template(jinja)) is not None:
-            template = PromptTemplate.parse(named.template)
-            params = {**(named.parameters or {}), **params}
-        elif jinja:
-            template = ChatTemplate(jinja)
-        else:
-            template = DEFAULT_TEMPLATE
+        budget = Budget(self.template_limits)
+        template, defaults = await run_template(budget, _model_template, parts.template, facts.chat_template, budget)
+        params: dict[str, Any] = {**defaults, **parts.params}
         prepared = Prepared(
             info=info, parts=parts, facts=facts, template=template, params=params,
             capabilities=tuple(capabilities(
-                facts=facts, template=parts.template,
+                facts=facts, template=template if parts.template is not None else None,
                 has_projector=info.manifest.layer_of(MEDIA_PROJECTOR) is not None, config=info.config)),
         )
         self._prepared[info.digest] = prepared
         while len(self._prepared) > 16:
             self._prepared.popitem(last=False)
         return prepared
+
+    @property
+    def template_limits(self) -> TemplateLimits:
+        return TemplateLimits.from_settings(self.kernel.settings)
 
     def _options(self, prepared: Prepared, request_options: Mapping[str, Any]) -> dict[str, Any]:
         return option_rules.merge(prepared.params, request_options,
@@ -172,7 +169,10 @@ class Inference:
             if request.raw:
                 prompt = request.prompt
             else:
-                template = PromptTemplate.parse(request.template) if request.template else prepared.template
+                budget = Budget(self.template_limits)
+                template = prepared.template
+                if request.template:
+                    template = await run_template(budget, PromptTemplate.parse, request.template, budget)
                 messages: list[Any] = []
                 system = request.system if request.system is not None else prepared.parts.system
                 if system:
@@ -180,8 +180,8 @@ class Inference:
                 if not request.context:
                     messages.extend(prepared.parts.messages)
                 messages.append({"role": "user", "content": request.prompt, "images": list(request.images)})
-                prompt = self._render(prepared, template, messages, (), think, level, think_set,
-                                      prompt=request.prompt, suffix=request.suffix)
+                prompt = await self._render(prepared, template, messages, (), think, level, think_set, budget,
+                                            prompt=request.prompt, suffix=request.suffix)
             completion = CompletionRequest(prompt=prompt, options=options, images=request.images,
                                            context=request.context, format=request.format)
             stream = self._stream(prepared, lease, completion, started, usage, think=think, tools=())
@@ -227,29 +227,49 @@ class Inference:
     async def _fit(self, prepared: Prepared, lease: Any, messages: list[Any], tools: Sequence[Any],
                    think: bool, level: str, think_set: bool, *, limit: int, truncate: bool) -> str:
         """Render, dropping the oldest turns (never system messages, never the last) until the
-        prompt fits the context, as Ollama's chatPrompt does."""
-        while True:
-            prompt = self._render(prepared, prepared.template, messages, tools, think, level, think_set)
-            if len(prompt) <= limit or not truncate:  # a token is at least one character
-                return prompt
-            tokenize = getattr(lease.model, "tokenize", None)
-            if tokenize is None or len(await tokenize(prompt)) <= limit:
-                return prompt
-            droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") != "system"]
-            if not droppable:
-                return prompt
-            del messages[droppable[0]]
+        prompt fits the context, as Ollama's chatPrompt does.
 
-    def _render(self, prepared: Prepared, template: PromptTemplate | ChatTemplate, messages: Sequence[Any],
-                tools: Sequence[Any], think: bool, level: str, think_set: bool, *,
-                prompt: str = "", suffix: str = "") -> str:
+        Ollama tries each cut point in turn, rendering and tokenizing the whole chat each time;
+        here the first cut point that fits is found by binary search (a later cut never makes the
+        prompt longer), so a long chat costs O(n log n) instead of O(n^2)."""
+        budget = Budget(self.template_limits)
+        tokenize = getattr(lease.model, "tokenize", None)
+
+        async def render(cut: int) -> str:
+            kept = [m for m in messages[:cut] if m.get("role") == "system"] + messages[cut:]
+            return await self._render(prepared, prepared.template, kept, tools, think, level, think_set, budget)
+
+        async def fits(prompt: str) -> bool:
+            if len(prompt) <= limit or tokenize is None:  # a token is at least one character
+                return True
+            return len(await tokenize(prompt)) <= limit
+
+        prompt = await render(0)
+        last = len(messages) - 1
+        if not truncate or last < 1 or await fits(prompt):
+            return prompt
+        low, high, fitting = 1, last, None
+        while low < high:
+            middle = (low + high) // 2
+            candidate = await render(middle)
+            if await fits(candidate):
+                high, fitting = middle, candidate
+            else:
+                low = middle + 1
+        return fitting if fitting is not None else await render(low)
+
+    async def _render(self, prepared: Prepared, template: PromptTemplate | ChatTemplate, messages: Sequence[Any],
+                      tools: Sequence[Any], think: bool, level: str, think_set: bool, budget: Budget, *,
+                      prompt: str = "", suffix: str = "") -> str:
+        """The prompt, rendered in a thread within ``budget`` (TemplateLimitExceeded otherwise)."""
         if isinstance(template, ChatTemplate):
-            return template.render(messages, tools=list(tools) or None, add_generation_prompt=True,
-                                   bos_token=prepared.facts.bos_token, eos_token=prepared.facts.eos_token,
-                                   enable_thinking=think)
+            return await run_template(budget, partial(
+                template.render, messages, tools=list(tools) or None, add_generation_prompt=True,
+                bos_token=prepared.facts.bos_token, eos_token=prepared.facts.eos_token, enable_thinking=think,
+                budget=budget))
         values = PromptValues(messages=[message_from(m) for m in messages], tools=list(tools) or None,
                               prompt=prompt, suffix=suffix, think=think, think_level=level, is_think_set=think_set)
-        return template.render(values)
+        return await run_template(budget, partial(template.render, values, budget=budget))
 
     async def _stream(self, prepared: Prepared, lease: Any, completion: CompletionRequest, started: int,
                       usage: Usage, *, think: bool, tools: Sequence[Mapping[str, Any]]) -> AsyncIterator[Reply]:
@@ -315,6 +335,20 @@ class Inference:
             result.append(vector)
         return Embeddings(vectors=result, prompt_tokens=tokens, metrics=Metrics(
             total_ns=time.perf_counter_ns() - started, load_ns=lease.load_duration_ns, prompt_tokens=tokens))
+
+
+def _model_template(layer: str | None, jinja: str | None,
+                    budget: Budget) -> tuple[PromptTemplate | ChatTemplate, dict[str, Any]]:
+    """A model's prompt template (its TEMPLATE layer, Ollama's named template matching its GGUF
+    chat template, the Jinja template itself, or the default), and the parameters a named
+    template brings."""
+    if layer is not None:
+        return PromptTemplate.parse(layer, budget), {}
+    if jinja and (named := named_template(jinja)) is not None:
+        return PromptTemplate.parse(named.template, budget), dict(named.parameters or {})
+    if jinja:
+        return ChatTemplate(jinja), {}
+    return DEFAULT_TEMPLATE, {}
 
 
 def _normalized(vector: list[float]) -> list[float]:

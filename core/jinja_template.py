@@ -3,21 +3,18 @@
 The fallback for models that carry no TEMPLATE layer and match none of Ollama's named templates:
 jinja2's immutable sandbox with ``trim_blocks``/``lstrip_blocks``, the loop controls extension,
 ``raise_exception``, ``strftime_now`` and a ``tojson`` that does not escape HTML (transformers'
-``_compile_jinja_template``). jinja2 is imported only when a template is compiled.
+``_compile_jinja_template``), bounded by the render's Budget (``corral.jinja_sandbox``). jinja2 is
+imported only when a template is compiled.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from corral.errors import TemplateError
-
-
-def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False) -> str:
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+from corral.template_limits import Budget
 
 
 def _strftime_now(format: str) -> str:
@@ -27,7 +24,8 @@ def _strftime_now(format: str) -> str:
 def _environment() -> Any:
     import jinja2
     import jinja2.ext
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from corral.jinja_sandbox import BudgetedSandbox, tojson
 
     class GenerationTag(jinja2.ext.Extension):
         """``{% generation %}...{% endgeneration %}`` (transformers' assistant mask) renders its body."""
@@ -42,10 +40,10 @@ def _environment() -> Any:
     def raise_exception(message: str) -> None:
         raise jinja2.exceptions.TemplateError(message)
 
-    environment = ImmutableSandboxedEnvironment(
+    environment = BudgetedSandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, jinja2.ext.loopcontrols]
     )
-    environment.filters["tojson"] = _tojson
+    environment.filters["tojson"] = tojson
     environment.globals["raise_exception"] = raise_exception
     environment.globals["strftime_now"] = _strftime_now
     return environment
@@ -83,6 +81,9 @@ def _tool_dict(tool: Any) -> dict[str, Any]:
     }
 
 
+_FAULTS = (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError)
+
+
 class ChatTemplate:
     """A compiled Jinja chat template; TemplateError(message, line) when it does not compile."""
 
@@ -94,6 +95,10 @@ class ChatTemplate:
             self._template = _environment().from_string(source)
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError(error.message or str(error), error.lineno) from None
+        except _FAULTS as error:  # a constant expression that fails while it is folded
+            raise TemplateError(f"{type(error).__name__}: {error}") from None
+        except MemoryError:
+            raise TemplateError("out of memory") from None
 
     def render(
         self,
@@ -104,11 +109,16 @@ class ChatTemplate:
         add_generation_prompt: bool = True,
         bos_token: str = "",
         eos_token: str = "",
+        budget: Budget | None = None,
         **variables: Any,
     ) -> str:
-        """Render with ``messages``, ``tools``, ``add_generation_prompt`` and the special tokens."""
+        """Render with ``messages``, ``tools``, ``add_generation_prompt`` and the special tokens,
+        within ``budget`` (default limits if none is given)."""
         import jinja2
 
+        from corral.jinja_sandbox import CURRENT_BUDGET
+
+        token = CURRENT_BUDGET.set(budget or Budget())
         try:
             rendered: str = self._template.render(
                 messages=[_message_dict(m) for m in messages],
@@ -122,8 +132,12 @@ class ChatTemplate:
             return rendered
         except jinja2.TemplateError as error:
             raise TemplateError(error.message or str(error), getattr(error, "lineno", None)) from None
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError) as error:
+        except _FAULTS as error:
             raise TemplateError(f"{type(error).__name__}: {error}") from None
+        except MemoryError:
+            raise TemplateError("out of memory") from None
+        finally:
+            CURRENT_BUDGET.reset(token)
 
 
 def render_chat_template(source: str, messages: Iterable[Any], **options: Any) -> str:

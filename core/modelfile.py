@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from . import options as option_rules
-from .errors import InvalidModelFile
+from .errors import InvalidModelFile, InvalidRequest
 from .gofmt import is_print, sprint, sprintf
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ ROLES = ("system", "user", "assistant", "tool")
 _EXPECTED = "expected one of " + ", ".join(SUPPORTED)
 _SEMVER = re.compile(r"v?(0|[1-9]\d*)(\.(0|[1-9]\d*)(\.(0|[1-9]\d*))?)?(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|[Ii]nf(inity)?|NaN)")
+# Each part can match a digit only one way, so a failed match costs linear time (a pattern like
+# ``\d+\.?\d*`` tries every split of a long run of digits: quadratic).
+_FLOAT = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[Ii]nf(?:inity)?|NaN)")
 _TRUE, _FALSE = ("1", "t", "T", "TRUE", "true", "True"), ("0", "f", "F", "FALSE", "false", "False")
 
 
@@ -174,24 +176,37 @@ def _decode(data: bytes) -> str:
 
 
 def parameter_value(instruction: Instruction) -> Any:
-    """A PARAMETER's value converted to its option's type; InvalidModelFile naming the line."""
+    """A PARAMETER's value converted to its option's type and checked against its range;
+    InvalidModelFile naming the line."""
     name, text, line = instruction.parameter or "", instruction.value, instruction.line
     kind = option_rules.OPTION_TYPES.get(name)
     if kind is None:
         raise _error(line, f"unknown parameter '{name}'")
     if kind == option_rules.INT:
         if not _INTEGER.fullmatch(text):
-            raise _error(line, f'PARAMETER {name} must be an integer, not "{text}"')
-        return int(text)
-    if kind == option_rules.FLOAT:
+            raise _error(line, f'PARAMETER {name} must be an integer, not "{_shown(text)}"')
+        digits = text.lstrip("+-").lstrip("0") or "0"
+        if len(digits) > 19:  # beyond int64 (and int() refuses over 4300 digits)
+            raise _error(line, f'PARAMETER {name}: value out of range: "{_shown(text)}"')
+        value: Any = -int(digits) if text.startswith("-") else int(digits)
+    elif kind == option_rules.FLOAT:
         if not _FLOAT.fullmatch(text):
-            raise _error(line, f'PARAMETER {name} must be a number, not "{text}"')
-        return float(text)
-    if kind == option_rules.BOOL:
+            raise _error(line, f'PARAMETER {name} must be a number, not "{_shown(text)}"')
+        value = float(text)
+    elif kind == option_rules.BOOL:
         if text not in _TRUE + _FALSE:
-            raise _error(line, f'PARAMETER {name} must be true or false, not "{text}"')
+            raise _error(line, f'PARAMETER {name} must be true or false, not "{_shown(text)}"')
         return text in _TRUE
-    return text
+    else:
+        return text
+    try:
+        return option_rules.convert_option(name, value)
+    except InvalidRequest as error:
+        raise _error(line, error.message.replace(f'option "{name}"', f"PARAMETER {name}")) from None
+
+
+def _shown(text: str, limit: int = 64) -> str:
+    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 def blob_reference(instruction: Instruction) -> dict[str, str] | None:

@@ -333,6 +333,8 @@ class Scheduler:
                 options = dict(entry.requested)
                 options["num_ctx"] = max(4, min(options.get("num_ctx", self.settings.context_length),
                                                 facts.context_length or 1 << 31))
+                if "num_batch" in options:  # llama.cpp never uses more; the runtime might allocate it anyway
+                    options["num_batch"] = min(options["num_batch"], options["num_ctx"])
                 spec = LoadSpec(files=ModelFiles.of(entry.info, self.kernel.store), facts=facts, options=options,
                                 num_parallel=entry.num_parallel, embedding=embedding)
                 self.kernel.emit(RunnerStarted(name=entry.name, runtime=entry.runtime))

@@ -363,6 +363,20 @@ CORE_SETTINGS: tuple[CoreSetting, ...] = (
                 help="log lines as logfmt (key=value) or json (one object per line)"),
     CoreSetting(key="server.noprune", env="OLLAMA_NOPRUNE", default=False, converter=parse_bool,
                 help="keep unreferenced blobs instead of removing them"),
+    CoreSetting(key="server.max_body_size", env=None, default=32 * 1024 * 1024, converter=parse_count(1),
+                help="bytes a JSON request body may have (POST /api/blobs streams, bounded by free disk)"),
+    CoreSetting(key="server.body_timeout", env=None, default=30.0, converter=parse_positive_duration,
+                help="seconds a request body may stall (no byte arriving) before the server gives up"),
+    CoreSetting(key="server.max_connections", env=None, default=1024, converter=parse_count(1),
+                help="open connections in total; more are refused with 503"),
+    CoreSetting(key="server.max_client_connections", env=None, default=256, converter=parse_count(1),
+                help="open connections from one client address; more are refused with 503"),
+    CoreSetting(key="server.template_timeout", env=None, default=2.0, converter=parse_positive_duration,
+                help="seconds one prompt template render (or parse) may take"),
+    CoreSetting(key="server.template_max_iterations", env=None, default=1_000_000, converter=parse_count(1),
+                help="loop iterations and template calls one render may make"),
+    CoreSetting(key="server.template_max_output", env=None, default=32 * 1024 * 1024, converter=parse_count(1),
+                help="characters one render may write or build"),
     CoreSetting(key="server.store", env="CORRAL_STORE", default="fs", converter=parse_string,
                 help="the storage backend (a name from register_stores)"),
     CoreSetting(key="server.api_keys", env="CORRAL_API_KEYS", default=(), converter=parse_keys, secret=True,
@@ -407,6 +421,13 @@ class Settings:
     debug: int
     log_format: str
     noprune: bool
+    max_body_size: int
+    body_timeout: float
+    max_connections: int
+    max_client_connections: int
+    template_timeout: float
+    template_max_iterations: int
+    template_max_output: int
     store: str
     enable: tuple[str, ...]
     disable: tuple[str, ...]
@@ -508,6 +529,13 @@ class Settings:
             debug=values["server.debug"],
             log_format=values["server.log_format"],
             noprune=values["server.noprune"],
+            max_body_size=values["server.max_body_size"],
+            body_timeout=values["server.body_timeout"],
+            max_connections=values["server.max_connections"],
+            max_client_connections=values["server.max_client_connections"],
+            template_timeout=values["server.template_timeout"],
+            template_max_iterations=values["server.template_max_iterations"],
+            template_max_output=values["server.template_max_output"],
             store=values["server.store"],
             enable=values["plugins.enable"],
             disable=values["plugins.disable"],

@@ -195,9 +195,10 @@ class FsBlobStore:
         hasher = hashlib.sha256()
         size = 0
         await io("creating", lambda: self.blobs_dir.mkdir(parents=True, exist_ok=True))
-        handle = await io("creating", tmp.open, "wb")
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # an upload may stall for a while: not abandoned
-        try:
+        handle = None
+        try:  # from the file's creation on: a cancelled upload (client gone, body stalled) removes it
+            handle = await io("creating", tmp.open, "wb")
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # an upload may stall for a while: not abandoned
             buffer = bytearray()
             async for chunk in chunks:
                 hasher.update(chunk)
@@ -214,7 +215,7 @@ class FsBlobStore:
                 raise DigestMismatch(f'digest mismatch, expected "{expected}", got "{digest}"')
             await io("writing", _replace_durably, tmp, self._blob(digest))
         finally:
-            if not handle.closed:
+            if handle is not None and not handle.closed:
                 handle.close()
             tmp.unlink(missing_ok=True)
         return digest, size

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
@@ -29,9 +30,10 @@ from corral.types import Progress
 __all__ = [
     "ACCESS_LEVELS", "FULL", "INFERENCE", "OPEN", "access", "access_of",
     "JSON_TYPE", "KERNEL_KEY", "NDJSON_TYPE", "SSE_TYPE", "STREAMS_KEY", "Bind", "Fields", "OpenStreams", "bind_port",
-    "check_think", "checked_model_name", "counted_stream", "empty_response", "error_response", "go_json",
-    "go_json_string", "json_response", "kernel", "ndjson_lines", "ndjson_stream", "now_utc", "openai_error",
-    "openai_json_response", "parse_keep_alive_value", "progress_json", "progress_response", "read_json", "rfc3339", "sse_stream",
+    "check_think", "checked_model_name", "counted_stream", "embedding_inputs", "empty_response", "error_response",
+    "go_json", "go_json_string", "json_response", "kernel", "ndjson_lines", "ndjson_stream", "now_utc",
+    "openai_error", "openai_json_response", "parse_keep_alive_value", "progress_json", "progress_response",
+    "read_json", "rfc3339", "sse_stream",
 ]
 
 log = logging.getLogger("corral.server")
@@ -149,16 +151,53 @@ async def read_json(struct: str, *, empty: str = "missing request body") -> dict
     if not raw or not raw.strip():
         raise InvalidRequest(empty)
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_json)
+    except _NotJson as error:
+        raise InvalidRequest(f"invalid JSON: {error} is not a JSON value") from None
     except UnicodeDecodeError:
         raise InvalidRequest("invalid JSON: the body is not UTF-8") from None
     except json.JSONDecodeError as error:
         raise InvalidRequest(f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except RecursionError:
+        raise InvalidRequest("invalid JSON: nested too deeply") from None
+    if _ESCAPED_SURROGATE.search(raw):
+        value = _without_lone_surrogates(value)
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidRequest(f"json: cannot unmarshal {_JSON_KIND.get(type(value), 'value')} into Go value of type {struct}")
     return value
+
+
+def embedding_inputs(values: list[str]) -> tuple[str, ...]:
+    """A list of texts to embed: an empty one has no token to embed (llama.cpp fails on it)."""
+    for index, value in enumerate(values):
+        if not value:
+            raise InvalidRequest(f"invalid input: input[{index}] is an empty string")
+    return tuple(values)
+
+
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """Strings with each unpaired ``\\ud800``-``\\udfff`` escape made U+FFFD, as Go's JSON decoder
+    does (Python keeps them, and they cannot be encoded as UTF-8 later)."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
+    return value
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJson(constant)  # NaN, Infinity and -Infinity: Python reads them, Go's JSON does not
 
 
 def checked_model_name(name: str, *, empty_status: int) -> str:

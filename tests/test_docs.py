@@ -64,3 +64,25 @@ def test_the_testing_example_runs(tmp_path) -> None:
     namespace: dict = {}
     exec(compile(code, "plugin_hooks.md", "exec"), namespace)
     namespace["test_two_requests_share_one_load"](tmp_path)
+
+
+def test_every_core_setting_is_in_the_readme() -> None:
+    from corral.settings import CORE_SETTINGS
+
+    readme = (REPO / "README.md").read_text()
+    missing = [setting.key for setting in CORE_SETTINGS if f"`{setting.key}`" not in readme]
+    assert not missing, f"README.md's settings table lacks: {missing}"
+
+
+def test_every_limit_is_in_the_security_page() -> None:
+    """docs/security.md lists every limit on what a client may send, with its default."""
+    from corral.settings import CORE_SETTINGS
+
+    page = (REPO / "docs" / "security.md").read_text()
+    limits = [setting for setting in CORE_SETTINGS
+              if setting.key.startswith(("server.max_", "server.body_", "server.template_"))]
+    assert len(limits) >= 7
+    for setting in limits:
+        assert f"`{setting.key}`" in page, setting.key
+        default = setting.default if isinstance(setting.default, int) else f"{setting.default:g}"
+        assert f"`{default}`" in page, (setting.key, default)

@@ -45,3 +45,27 @@ def test_bad_keep_alive(value: object) -> None:
 ])
 def test_format(seconds: float, text: str) -> None:
     assert format_go_duration(seconds) == text
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("9223372036854775807ns", 9223372036854775807e-9), ("0" * 5000 + "1s", 1), ("1.5" + "9" * 5000 + "s", 1.6),
+    (".5s", 0.5), ("1.s", 1), ("2562047h", 2562047 * 3600),
+])
+def test_go_limits_are_kept(text: str, seconds: float) -> None:
+    assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", [
+    "9223372036854775808ns", "2562048h", "-9223372036854775809ns", "1" * 20 + "s", "1" * 20000 + "x",
+    ".s", "-.s",
+])
+def test_overflowing_durations_are_invalid_as_in_go(text: str) -> None:
+    """Go's ParseDuration refuses a number past int64 nanoseconds before it looks at the unit."""
+    with pytest.raises(ValueError, match="^time: invalid duration"):
+        parse_go_duration(text)
+
+
+def test_messages_quote_long_values_shortly() -> None:
+    with pytest.raises(ValueError) as error:
+        parse_go_duration("5" + "y" * 100_000)
+    assert str(error.value) == f'time: unknown unit "{"y" * 64}..." in duration "5{"y" * 63}..."'

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,94 +22,13 @@ import pytest
 from fake_registry import Fault, FakeRegistry, gzip_bomb
 from ollama_store import ollama_model
 from registry_support import corral_env, stream
-from servers import free_port, store_with_smollm2
+from fault_support import Server, serving, version_answers_within_a_second
+from servers import store_with_smollm2
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 REPO = "library/big"
 WEIGHTS = 40_000_000
-
-
-# -- a server we may kill, and a client that keeps asking for the version ------------------------
-
-
-class Server:
-    """``corral serve`` in a process of its own, which a test may kill with any signal."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"],
-            env={**env, "OLLAMA_HOST": f"127.0.0.1:{port}"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(self.url, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.process.kill()
-                raise RuntimeError("corral serve did not start:\n" + "".join(self.lines))
-            time.sleep(0.1)
-
-    def rss(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
-
-
-@contextmanager
-def serving(env: dict[str, str]) -> Iterator[Server]:
-    server = Server(env)
-    try:
-        yield server
-    finally:
-        if server.process.poll() is None:
-            assert server.stop() == 0, "".join(server.lines)
-
-
-@contextmanager
-def version_answers_within_a_second(url: str) -> Iterator[list[float]]:
-    """Ask for /api/version every 0.2 s from another client while the block runs."""
-    times: list[float] = []
-    stop = threading.Event()
-
-    def probe() -> None:
-        with httpx.Client(timeout=10) as client:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    client.get(url + "/api/version").raise_for_status()
-                    times.append(time.monotonic() - started)
-                except httpx.HTTPError:
-                    times.append(float("inf"))
-                stop.wait(0.2)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    try:
-        yield times
-    finally:
-        stop.set()
-        thread.join(15)
-    assert times, "the probe never ran"
-    assert max(times) < 1.0, f"/api/version took {max(times):.2f} s (of {len(times)} probes)"
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
@@ -333,7 +251,7 @@ def test_a_create_stopped_by_a_signal_leaves_no_model_and_no_leftovers(
             assert client.post(f"{server.url}/api/blobs/{digests[name]}", content=data).status_code in (200, 201)
     before = snapshot(models)
     seen: list[dict] = []
-    with version_answers_within_a_second(server.url):
+    with version_answers_within_a_second(server.url) as probe:
         try:
             with httpx.Client(timeout=120) as client, client.stream(
                     "POST", server.url + "/api/create", json={"model": "minilm", "files": digests}) as response:
@@ -342,6 +260,7 @@ def test_a_create_stopped_by_a_signal_leaves_no_model_and_no_leftovers(
                         seen.append(json.loads(line))
                     if seen and seen[-1].get("status") == "converting model" and server.process.poll() is None:
                         assert temporaries(models), "the conversion works in a .tmp-create-* folder"
+                        probe.finish()  # what follows stops the server on purpose
                         server.process.send_signal(signum)
                         if signum == signal.SIGKILL:
                             break

@@ -170,3 +170,24 @@ def test_blob_references() -> None:
     assert blob_reference(name) is None
     with pytest.raises(InvalidModelFile, match=r'\(line 1\): "@sha256:abc" is not a blob digest'):
         blob_reference(parse_modelfile("FROM @sha256:abc")[0])
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("FROM foo\nPARAMETER num_ctx -5", "(line 2): PARAMETER num_ctx must be at least 1, not -5"),
+    ("FROM foo\nPARAMETER num_thread 100000", "(line 2): PARAMETER num_thread must be between 0 and 512, not 100000"),
+    ("FROM foo\nPARAMETER top_p 2", "(line 2): PARAMETER top_p must be between 0 and 1, not 2.0"),
+    ("FROM foo\nPARAMETER num_ctx " + "9" * 25, f'(line 2): PARAMETER num_ctx: value out of range: "{"9" * 25}"'),
+    ("FROM foo\nPARAMETER seed " + "1" * 20000,
+     f'(line 2): PARAMETER seed: value out of range: "{"1" * 64}..."'),
+    ("FROM foo\nPARAMETER temperature " + "1" * 20000 + "x",
+     f'(line 2): PARAMETER temperature must be a number, not "{"1" * 64}..."'),
+])
+def test_parameter_ranges_and_long_values(text: str, message: str) -> None:
+    """Values are range-checked as request options are, and a long value is quoted short."""
+    with pytest.raises(InvalidModelFile) as raised:
+        request(text)
+    assert str(raised.value) == message
+
+
+def test_leading_zeros_do_not_hit_python_int_limit() -> None:
+    assert request("FROM foo\nPARAMETER num_ctx " + "0" * 5000 + "2048").parameters == {"num_ctx": 2048}

@@ -234,6 +234,9 @@ def test_models_list_and_retrieve(client: openai.OpenAI, url: str) -> None:
      "invalid message format"),
     ("/v1/embeddings", '{"model": "smol", "input": []}', 400, "invalid input"),
     ("/v1/embeddings", '{"model": "smol", "input": [1, 2]}', 400, "invalid input type"),
+    ("/v1/embeddings", '{"model": "smol", "input": ["", "", ""]}', 400, "invalid input: input[0] is an empty string"),
+    ("/v1/chat/completions", '{"model": "smol", "temperature": NaN, "messages": [{"role": "user", "content": "x"}]}',
+     400, "invalid JSON: NaN is not a JSON value"),
     ("/v1/embeddings", '{"model": "smol", "input": "x", "encoding_format": "int8"}', 400,
      "Invalid value for 'encoding_format' = int8. Supported values: ['float', 'base64']."),
 ])

@@ -95,11 +95,14 @@ def test_completion_request() -> None:
 
 
 def test_embed_request() -> None:
-    embed, encoding = requests.embed_request({"model": "m", "input": "", "dimensions": 8, "encoding_format": "BASE64"})
-    assert (embed.inputs, embed.dimensions, encoding) == (("",), 8, "base64")
+    embed, encoding = requests.embed_request({"model": "m", "input": "x", "dimensions": 8, "encoding_format": "BASE64"})
+    assert (embed.inputs, embed.dimensions, encoding) == (("x",), 8, "base64")
     for bad in (None, []):
         with pytest.raises(InvalidRequest, match="^invalid input$"):
             requests.embed_request({"model": "m", "input": bad})
+    for empty in ("", ["x", ""]):  # Ollama makes "" a list of one empty text, which has no token to embed
+        with pytest.raises(InvalidRequest, match=r"^invalid input: input\[\d\] is an empty string$"):
+            requests.embed_request({"model": "m", "input": empty})
 
 
 def test_reply_shapes() -> None:

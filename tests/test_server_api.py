@@ -70,6 +70,8 @@ def test_show_accepts_the_old_name_field_and_any_content_type(server: str) -> No
 @pytest.mark.parametrize(("body", "status", "message"), [
     ("", 400, "missing request body"),
     ("{", 400, "invalid JSON"),
+    ("[" * 100000, 400, "invalid JSON: nested too deeply"),
+    ('{"model": Infinity}', 400, "invalid JSON: Infinity is not a JSON value"),
     ("[1]", 400, "json: cannot unmarshal array into Go value of type api.ShowRequest"),
     ('{"model": 5}', 400, "json: cannot unmarshal number into Go struct field ShowRequest.model of type string"),
     ('{"model": "smol", "verbose": "yes"}', 400, "json: cannot unmarshal string into Go struct field ShowRequest.verbose of type bool"),

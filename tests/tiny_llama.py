@@ -10,8 +10,10 @@ import numpy as np
 EMBED, FFN, HEADS, KV_HEADS, BLOCKS, CONTEXT = 256, 512, 4, 2, 2, 512
 
 
-def write_tiny_llama(path: Path, tokenizer_source: Path, *, dtype: str = "f16", seed: int = 0) -> Path:
-    """Write the model to ``path``: 2D weights in ``dtype`` ("f16" or "f32"), norms in F32."""
+def write_tiny_llama(path: Path, tokenizer_source: Path, *, dtype: str = "f16", seed: int = 0,
+                     chat_template: str | None = None) -> Path:
+    """Write the model to ``path``: 2D weights in ``dtype`` ("f16" or "f32"), norms in F32; the
+    chat template is the source's unless ``chat_template`` is given."""
     import gguf
 
     reader = gguf.GGUFReader(str(tokenizer_source))
@@ -40,7 +42,7 @@ def write_tiny_llama(path: Path, tokenizer_source: Path, *, dtype: str = "f16", 
         getattr(writer, {"bos": "add_bos_token_id", "eos": "add_eos_token_id", "unknown": "add_unk_token_id",
                          "padding": "add_pad_token_id"}[key])(value)
     writer.add_add_bos_token(False)
-    writer.add_chat_template(reader.fields["tokenizer.chat_template"].contents())
+    writer.add_chat_template(chat_template or reader.fields["tokenizer.chat_template"].contents())
 
     rng = np.random.default_rng(seed)
     weight_type = np.float16 if dtype == "f16" else np.float32

@@ -16,6 +16,7 @@ from .. import gojson
 from ..errors import InvalidName, InvalidRequest
 from ..gotemplate.ollama import PromptTemplate
 from ..names import parse_reference
+from ..template_limits import Budget, TemplateLimits, run_template
 from ..types import (
     MEDIA_ADAPTER,
     MEDIA_LICENSE,
@@ -57,8 +58,9 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
     # The cheap checks come first, so that bad input fails before any conversion or quantization.
     parameters = check_parameters(request.parameters)
     messages = check_messages(request.messages)
-    if request.template:
-        PromptTemplate.parse(request.template)  # TemplateError (400) when it does not parse
+    if request.template:  # TemplateError (400) when it does not parse
+        budget = Budget(TemplateLimits.from_settings(kernel.settings))
+        await run_template(budget, PromptTemplate.parse, request.template, budget)
     if request.quantize:
         kernel.quantizer_for(request.quantize)
 

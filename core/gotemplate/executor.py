@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from corral.template_limits import Budget, TemplateLimitExceeded
+
 from .functions import BUILTINS, GoFunc, wrap_python_function
 from ..gofmt import go_quote, sprint
 from .nodes import (
@@ -84,21 +86,38 @@ class _Continue(Exception):
     pass
 
 
+class _Output:
+    """The text written so far, counted against the budget as it grows."""
+
+    __slots__ = ("parts", "budget")
+
+    def __init__(self, budget: Budget) -> None:
+        self.parts: list[str] = []
+        self.budget = budget
+
+    def append(self, text: str) -> None:
+        self.budget.output(len(text))
+        self.parts.append(text)
+
+
 def execute(
     trees: Mapping[str, ListNode],
     name: str,
     functions: Mapping[str, GoFunc],
     data: Any,
     missing_key: str = "zero",
+    budget: Budget | None = None,
 ) -> str:
-    """Run template ``name`` of ``trees`` on ``data``; ExecError on failure."""
-    out: list[str] = []
+    """Run template ``name`` of ``trees`` on ``data``; ExecError on failure. Every loop iteration
+    and template call is a step of ``budget`` (default limits if none is given), and the output
+    and every string a function returns count against its output limit."""
+    out = _Output(budget or Budget())
     state = _State(trees, name, functions, missing_key, out, [["$", data]], 0)
     root = trees.get(name)
     if root is None:
         state.errorf(f"{go_quote(name)} is an incomplete or empty template")
     state.walk(data, root)
-    return "".join(out)
+    return "".join(out.parts)
 
 
 class _State:
@@ -108,7 +127,7 @@ class _State:
         name: str,
         functions: Mapping[str, GoFunc],
         missing_key: str,
-        out: list[str],
+        out: _Output,
         variables: list[list[Any]],
         depth: int,
     ) -> None:
@@ -117,6 +136,7 @@ class _State:
         self.functions = functions
         self.missing_key = missing_key
         self.out = out
+        self.budget = out.budget
         self.vars = variables
         self.depth = depth
         self.node: Node | None = None
@@ -221,6 +241,7 @@ class _State:
                     self.set_var(decl[1].ident[0], element)
                 else:
                     self.set_top_var(2, index)
+            self.budget.step()
             try:
                 self.walk(element, node.list)
             except _Continue:
@@ -261,6 +282,7 @@ class _State:
             self.errorf(f"template {go_quote(node.name)} not defined")
         if self.depth == MAX_EXEC_DEPTH:
             self.errorf(f"exceeded maximum template depth ({MAX_EXEC_DEPTH})")
+        self.budget.step()
         dot = self.eval_pipeline(dot, node.pipe)
         # No dynamic scoping: template invocations inherit no variables.
         state = _State(self.trees, node.name, self.functions, self.missing_key, self.out, [["$", dot]], self.depth + 1)
@@ -481,11 +503,13 @@ class _State:
             argv.insert(0, callee)
         try:
             result = function.call(*argv)
-        except (ExecError, _Break, _Continue, RecursionError):
+        except (ExecError, _Break, _Continue, RecursionError, TemplateLimitExceeded):
             raise
         except Exception as error:  # a Go function's error result, or a recovered panic
             self.at(node)
             self.errorf(f"error calling {name}: {error}")
+        if isinstance(result, str):  # printf in a loop can double a string without printing it
+            self.budget.size(len(result))
         return result
 
     def validate_type(self, value: Any, typ: str | None) -> Any:

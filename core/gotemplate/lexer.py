@@ -127,12 +127,15 @@ class Lexer:
         self.break_ok = break_ok
         self.continue_ok = continue_ok
 
-    def items(self) -> list[Item]:
+    def items(self, check: Callable[[], None] | None = None) -> list[Item]:
+        """Every item; ``check()``, if given, is called after each (it may raise to stop)."""
         found: list[Item] = []
         state: State | None = self.lex_text
         while state is not None:
             item, state = state()
             if item is not None:
+                if check is not None:
+                    check()
                 found.append(item)
                 if item.type in (ItemType.EOF, ItemType.ERROR):
                     return found

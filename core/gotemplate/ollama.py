@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import gojson
+from corral.errors import InvalidRequest
+from corral.template_limits import Budget
+
 from .analysis import cut_after_response, infer_thinking_tags, template_vars
 from ..gofmt import sprint
 from .nodes import ActionNode, CommandNode, FieldNode, PipeNode
@@ -73,48 +76,91 @@ class PromptValues:
     is_think_set: bool = False
 
 
+_JSON_KINDS = ((bool, "bool"), (str, "string"), ((int, float), "number"), (list, "array"), (Mapping, "object"))
+
+
+def _field(mapping: Any, name: str, kind: type | tuple[type, ...], where: str, go_type: str) -> Any:
+    """``mapping[name]`` if it has the JSON kind Go would accept (or is absent); else the 400 Go's
+    JSON decoder gives, instead of a crash further on."""
+    if not isinstance(mapping, Mapping):
+        raise _unmarshal(mapping, where.rpartition(".")[0], "object")
+    value = mapping.get(name)
+    if value is None or (isinstance(value, kind) and not (isinstance(value, bool) and bool not in _kinds(kind))):
+        return value
+    raise _unmarshal(value, f"{where}", go_type)
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _unmarshal(value: Any, where: str, go_type: str) -> InvalidRequest:
+    found = next((label for kind, label in _JSON_KINDS if isinstance(value, kind)), "value")
+    return InvalidRequest(f"json: cannot unmarshal {found} into Go struct field {where} of type {go_type}")
+
+
 def message_from(value: MessageLike) -> Message:
-    """A Message from a record or from an API mapping (``tool_calls[].function``, base64 images)."""
+    """A Message from a record or from an API mapping (``tool_calls[].function``, base64 images);
+    InvalidRequest when a field has the wrong JSON type."""
     if isinstance(value, Message):
         return value
     calls = []
-    for call in value.get("tool_calls") or ():
+    for call in _field(value, "tool_calls", list, "Message.tool_calls", "[]api.ToolCall") or ():
         if isinstance(call, ToolCall):
             calls.append(call)
             continue
-        function = call.get("function") or {}
+        function = _field(call, "function", Mapping, "Message.tool_calls.function", "api.ToolCallFunction") or {}
+        arguments_type = "api.ToolCallFunctionArguments"
         calls.append(
             ToolCall(
-                name=function.get("name", ""),
-                arguments=function.get("arguments"),
-                index=function.get("index", 0),
-                id=call.get("id", ""),
+                name=_field(function, "name", str, "Message.tool_calls.function.name", "string") or "",
+                arguments=_field(function, "arguments", Mapping, "Message.tool_calls.function.arguments", arguments_type),
+                index=_field(function, "index", int, "Message.tool_calls.function.index", "int") or 0,
+                id=_field(call, "id", str, "Message.tool_calls.id", "string") or "",
             )
         )
-    images = [base64.b64decode(i) if isinstance(i, str) else bytes(i) for i in value.get("images") or ()]
+    images = []
+    for image in _field(value, "images", list, "Message.images", "[]api.ImageData") or ():
+        if not isinstance(image, (str, bytes)):
+            raise _unmarshal(image, "Message.images", "api.ImageData")
+        images.append(base64.b64decode(image) if isinstance(image, str) else image)
     return Message(
-        role=str(value.get("role", "")).lower(),
-        content=value.get("content") or "",
-        thinking=value.get("thinking") or "",
+        role=(_field(value, "role", str, "Message.role", "string") or "").lower(),
+        content=_field(value, "content", str, "Message.content", "string") or "",
+        thinking=_field(value, "thinking", str, "Message.thinking", "string") or "",
         images=images,
         tool_calls=calls,
-        tool_name=value.get("tool_name") or "",
-        tool_call_id=value.get("tool_call_id") or "",
+        tool_name=_field(value, "tool_name", str, "Message.tool_name", "string") or "",
+        tool_call_id=_field(value, "tool_call_id", str, "Message.tool_call_id", "string") or "",
     )
 
 
 def tool_from(value: ToolLike) -> Tool:
-    """A Tool from a record or from an API mapping ``{"type", "function": {...}}``."""
+    """A Tool from a record or from an API mapping ``{"type", "function": {...}}``; InvalidRequest
+    when a field has the wrong JSON type."""
     if isinstance(value, Tool):
         return value
-    function = value.get("function") or {}
+    function = _field(value, "function", Mapping, "Tool.function", "api.ToolFunction") or {}
+    parameters = _field(function, "parameters", Mapping, "Tool.function.parameters", "api.ToolFunctionParameters") or {}
+    _field(parameters, "type", str, "Tool.function.parameters.type", "string")
+    _field(parameters, "properties", Mapping, "Tool.function.parameters.properties", "api.ToolPropertiesMap")
+    _strings_field(parameters, "Tool.function.parameters.required")
     return Tool(
-        name=function.get("name", ""),
-        description=function.get("description") or "",
-        parameters=function.get("parameters") or {},
-        type=value.get("type", ""),
+        name=_field(function, "name", str, "Tool.function.name", "string") or "",
+        description=_field(function, "description", str, "Tool.function.description", "string") or "",
+        parameters=parameters,
+        type=_field(value, "type", str, "Tool.type", "string") or "",
         items=value.get("items"),
     )
+
+
+def _strings_field(mapping: Mapping[str, Any], where: str) -> list[str] | None:
+    name = where.rpartition(".")[2]
+    values = _field(mapping, name, list, where, "[]string")
+    for item in values or ():
+        if not isinstance(item, str):
+            raise _unmarshal(item, where, "string")
+    return values
 
 
 # -- the Go types templates see ----------------------------------------------------------------
@@ -261,12 +307,20 @@ def _strings(value: Any) -> Named:
 
 
 def _property(schema: Mapping[str, Any]) -> Struct:
-    """An api.ToolProperty decoded from a JSON schema fragment (unknown keys are dropped, as in Go)."""
-    any_of = schema.get("anyOf")
-    type_value = schema.get("type")
+    """An api.ToolProperty decoded from a JSON schema fragment (unknown keys are dropped, as in Go);
+    InvalidRequest when a field has the wrong JSON type."""
+    where = "ToolProperty"
+    any_of = _field(schema, "anyOf", list, f"{where}.anyOf", "[]api.ToolProperty")
+    type_value = _field(schema, "type", (str, list), f"{where}.type", "api.PropertyType")
     if isinstance(type_value, str):
         type_value = [type_value]
-    nested = schema.get("properties")
+    for item in type_value or ():
+        if not isinstance(item, str):
+            raise _unmarshal(item, f"{where}.type", "string")
+    _field(schema, "description", str, f"{where}.description", "string")
+    _field(schema, "enum", list, f"{where}.enum", "[]interface {}")
+    _strings_field(schema, f"{where}.required")
+    nested = _field(schema, "properties", Mapping, f"{where}.properties", "api.ToolPropertiesMap")
     properties = (
         Pointer(Struct(TOOL_PROPERTIES_MAP, {"om": {k: _property(v) for k, v in nested.items()}}))
         if isinstance(nested, Mapping)
@@ -413,13 +467,14 @@ class PromptTemplate:
         self.vars = variables
 
     @classmethod
-    def parse(cls, text: str) -> PromptTemplate:
-        """Parse as Ollama's template.Parse does; TemplateError(message, line, column) if invalid.
+    def parse(cls, text: str, budget: Budget | None = None) -> PromptTemplate:
+        """Parse as Ollama's template.Parse does; TemplateError(message, line, column) if invalid,
+        TemplateLimitExceeded if ``budget`` runs out of time.
 
         Templates that use neither ``.Messages`` nor ``.Response`` get ``{{ .Response }}``
         appended, as Ollama does.
         """
-        template = Template.parse(text)
+        template = Template.parse(text, budget=budget)
         variables = template_vars(template)
         if "messages" not in variables and "response" not in variables:
             root = template.root
@@ -447,13 +502,16 @@ class PromptTemplate:
             found.append("thinking")
         return found
 
-    def render(self, values: PromptValues, *, now: Callable[[], datetime.datetime] | None = None) -> str:
-        """The prompt for a request, byte for byte what Ollama's template.Execute writes."""
+    def render(self, values: PromptValues, *, now: Callable[[], datetime.datetime] | None = None,
+               budget: Budget | None = None) -> str:
+        """The prompt for a request, byte for byte what Ollama's template.Execute writes, within
+        ``budget`` (default limits if none is given)."""
+        budget = budget or Budget()
         system, messages = collate(values.messages)
         thinking = {"Think": values.think, "ThinkLevel": values.think_level, "IsThinkSet": values.is_think_set}
         if values.prompt and values.suffix:
             data = {"Prompt": values.prompt, "Suffix": values.suffix, "Response": "", **thinking}
-            return self.template.execute(data, now=now)
+            return self.template.execute(data, now=now, budget=budget)
         if "messages" in self.vars:
             data = {
                 "System": system,
@@ -462,18 +520,19 @@ class PromptTemplate:
                 "Response": "",
                 **thinking,
             }
-            return self.template.execute(data, now=now)
-        return self._render_legacy(messages, thinking, now)
+            return self.template.execute(data, now=now, budget=budget)
+        return self._render_legacy(messages, thinking, now, budget)
 
     def _render_legacy(
-        self, messages: list[Message], thinking: dict[str, Any], now: Callable[[], datetime.datetime] | None
+        self, messages: list[Message], thinking: dict[str, Any], now: Callable[[], datetime.datetime] | None,
+        budget: Budget,
     ) -> str:
         """Run a .System/.Prompt/.Response template once per turn, the last one cut after .Response."""
         parts: list[str] = []
         turn = {"System": "", "Prompt": "", "Response": ""}
 
         def execute() -> None:
-            parts.append(self.template.execute({**turn, **thinking}, now=now))
+            parts.append(self.template.execute({**turn, **thinking}, now=now, budget=budget))
             turn.update(System="", Prompt="", Response="")
 
         for message in messages:
@@ -492,7 +551,7 @@ class PromptTemplate:
         last = self.template.with_root(
             cut_after_response(self.template.root), functions={}, alone=True
         )
-        parts.append(last.execute({**turn, **thinking}, missing_key="default", now=now))
+        parts.append(last.execute({**turn, **thinking}, missing_key="default", now=now, budget=budget))
         return "".join(parts)
 
     def __str__(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from ..gofmt import go_quote
 from .lexer import Item, ItemType, Lexer
@@ -48,10 +48,12 @@ class ParseError(Exception):
         self.pos = pos
 
 
-def parse(text: str, name: str, functions: Collection[str]) -> dict[str, ListNode]:
-    """Parse a template and its ``define``/``block`` definitions: template name -> root list."""
+def parse(text: str, name: str, functions: Collection[str],
+          check: Callable[[], None] | None = None) -> dict[str, ListNode]:
+    """Parse a template and its ``define``/``block`` definitions: template name -> root list.
+    ``check()``, if given, is called at every token (it may raise to stop a long parse)."""
     lexer = Lexer(text, break_ok="break" not in functions, continue_ok="continue" not in functions)
-    stream = _TokenStream(lexer.items())
+    stream = _TokenStream(lexer.items(check), check)
     trees: dict[str, ListNode] = {}
     _Tree(name, stream, functions, trees).parse()
     return trees
@@ -60,11 +62,14 @@ def parse(text: str, name: str, functions: Collection[str]) -> dict[str, ListNod
 class _TokenStream:
     """The lexer's items, shared by every tree parsed from one text."""
 
-    def __init__(self, items: list[Item]) -> None:
+    def __init__(self, items: list[Item], check: Callable[[], None] | None = None) -> None:
         self.items = items
         self.index = 0
+        self.check = check
 
     def next_item(self) -> Item:
+        if self.check is not None:
+            self.check()
         item = self.items[min(self.index, len(self.items) - 1)]
         self.index += 1
         return item

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from corral.errors import TemplateError
+from corral.template_limits import Budget
 
 from .executor import MISSING_KEY_OPTIONS, ExecError, execute
 from .functions import BUILTINS, GoFunc, ollama_functions, wrap_python_function
@@ -41,17 +42,19 @@ class Template:
         name: str = "",
         functions: Mapping[str, Callable[..., Any]] | None = None,
         with_ollama_functions: bool = True,
+        budget: Budget | None = None,
     ) -> Template:
         """Parse ``text``; raises TemplateError(message, line, column) when it does not parse.
 
         ``functions`` adds Python callables as template functions (arguments arrive as Python
-        values, None for nil); they take precedence over Go's builtins, as in Go.
+        values, None for nil); they take precedence over Go's builtins, as in Go. ``budget``
+        stops a parse that runs out of time (TemplateLimitExceeded).
         """
         known: dict[str, GoFunc] = dict(ollama_functions()) if with_ollama_functions else {}
         for function_name, function in (functions or {}).items():
             known[function_name] = wrap_python_function(function_name, function)
         try:
-            trees = parse(text, name, set(known) | set(BUILTINS))
+            trees = parse(text, name, set(known) | set(BUILTINS), budget.check_time if budget else None)
         except ParseError as error:
             line, column = _location(text, error.pos)
             raise TemplateError(error.message, error.line, column if line == error.line else None) from None
@@ -74,11 +77,13 @@ class Template:
         *,
         missing_key: str = "zero",
         now: Callable[[], datetime.datetime] | None = None,
+        budget: Budget | None = None,
     ) -> str:
         """Apply the template to ``data``; raises TemplateError when execution fails.
 
         ``missing_key`` is Go's missingkey option (Ollama uses ``zero``); ``now`` replaces the
-        clock behind currentDate and yesterdayDate.
+        clock behind currentDate and yesterdayDate; ``budget`` bounds loop iterations, template
+        calls, output and time (TemplateLimitExceeded), the default limits if none is given.
         """
         if missing_key not in MISSING_KEY_OPTIONS:
             raise ValueError(f"unknown missingkey option {missing_key!r}")
@@ -87,11 +92,13 @@ class Template:
             dated = ollama_functions(now)
             functions = {**functions, **{k: dated[k] for k in ("currentDate", "yesterdayDate") if k in functions}}
         try:
-            output = execute(self.trees, self.name, functions, data, missing_key)
+            output = execute(self.trees, self.name, functions, data, missing_key, budget)
         except ExecError as error:
             raise self._error(error) from None
         except RecursionError:
             raise TemplateError(f'executing "{self.name}": template execution nested too deeply') from None
+        except MemoryError:
+            raise TemplateError(f'executing "{self.name}": out of memory') from None
         try:
             output.encode("utf-8")
         except UnicodeEncodeError:  # bytes cut out of a UTF-8 sequence: join them as Go would

@@ -13,6 +13,8 @@ import attrs
 
 from corral import ChatRequest, EmbedRequest, GenerateRequest, InvalidRequest
 
+from corral.sdk.http import embedding_inputs
+
 _JSON_KIND = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object"}
 IMAGE_PREFIXES = tuple(f"data:image/{kind};base64," for kind in ("jpeg", "jpg", "png", "webp"))
 
@@ -282,7 +284,7 @@ def embed_request(raw: Mapping[str, Any]) -> tuple[EmbedRequest, str]:
     if isinstance(value, str):
         inputs: tuple[str, ...] = (value,)
     elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-        inputs = tuple(value)
+        inputs = embedding_inputs(value)
     else:
         raise InvalidRequest("invalid input type")
     dimensions = body.get("dimensions", "int")

@@ -32,7 +32,11 @@ def grammar_for(format_: Any) -> Any:
     if format_ == "json":
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
     if isinstance(format_, dict):
-        return LlamaGrammar.from_string(json_schema_to_gbnf(json.dumps(format_)), verbose=False)
+        try:
+            grammar = json_schema_to_gbnf(json.dumps(format_))
+        except Exception as error:  # the converter asserts on what it does not know
+            raise RequestError(f"invalid JSON schema in format: {error}") from None
+        return LlamaGrammar.from_string(grammar, verbose=False)
     raise RequestError(f'invalid format: {json.dumps(format_)}; expected "json" or a valid JSON Schema object')
 
 

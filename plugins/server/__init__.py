@@ -35,16 +35,18 @@ def register_blueprints(kernel: Any) -> list[Any]:
 @hookimpl
 def asgi_wrapper(kernel: Any, quart_app: Any) -> Any:
     """The request log outermost (so refusals are logged and counted too), then CORS and the Host
-    check (so preflights need no key), then the API keys when any is set."""
+    check (so preflights need no key), then the API keys when any is set, then the body limits."""
     from .api_keys import ApiKeyGuard, RouteAccess, load_keys
     from .binds import keyless_ports, listen_binds
     from .cors import CorsAndHostGuard
+    from .limits import RequestLimits
     from .request_log import RequestLog, Routes
 
     settings = kernel.settings
     keys = load_keys(settings)
 
     def wrap(app: Any) -> Any:
+        app = RequestLimits.from_settings(app, settings)
         if keys is not None:
             app = ApiKeyGuard(app, keys=keys, routes=RouteAccess(quart_app),
                               keyless_ports=keyless_ports(listen_binds(kernel)))

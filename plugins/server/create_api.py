@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 from quart import Blueprint, Response
 
 from corral import CreateRequest, InvalidModelFile, InvalidRequest
@@ -79,6 +80,6 @@ def create_request(body: Mapping[str, Any]) -> CreateRequest:
 @blueprint.route("/api/create", methods=["POST"])
 async def create() -> Response:
     body = await read_json(f"api.{STRUCT}")
-    request = create_request(body)
+    request = await anyio.to_thread.run_sync(create_request, body)  # a Modelfile's text may be long
     stream = Fields(body, STRUCT).boolean("stream", True)
     return await progress_response(kernel().create_model(request), stream)

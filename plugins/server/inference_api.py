@@ -18,6 +18,7 @@ from corral.sdk.http import (
     access,
     check_think,
     checked_model_name,
+    embedding_inputs,
     go_json,
     go_json_string,
     json_response,
@@ -208,7 +209,7 @@ async def embed() -> Response:
     if isinstance(raw, str):
         inputs: tuple[str, ...] = (raw,) if raw else ()
     elif isinstance(raw, list) and all(isinstance(item, str) for item in raw):
-        inputs = tuple(raw)
+        inputs = embedding_inputs(raw)
     elif raw is None:
         inputs = ()
     else:

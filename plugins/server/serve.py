@@ -20,6 +20,7 @@ from .logs import configure_logging
 log = logging.getLogger("corral.server")
 
 GRACEFUL_SECONDS = 5.0
+RESERVED_FILES = 128  # runners' pipes, the store, logs
 
 
 def tls_files(settings: Any) -> tuple[str, str] | None:
@@ -67,15 +68,38 @@ def check_exposure(settings: Any) -> None:
         log.warning("%s", warning)
 
 
+def _raise_open_file_limit(connections: int) -> None:
+    """Every connection is a file descriptor: lift the soft limit to the hard one, as Go programs
+    do at start, and warn when the connection cap cannot be reached (accept would then fail and
+    stall every client, not only the one over the limit)."""
+    try:
+        import resource
+    except ImportError:  # Windows has no resource module
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and connections + RESERVED_FILES > soft:
+        log.warning("server.max_connections=%d is near the open file limit (%d): lower it or raise the limit",
+                    connections, soft)
+
+
 async def serve(kernel: Any) -> None:
     """Serve until SIGINT or SIGTERM."""
     from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
+
+    from .limits import ConnectionCaps, LimitedConfig
 
     settings = kernel.settings
     configure_logging(settings.debug, settings.log_format)
     check_exposure(settings)
-    config = Config()
+    _raise_open_file_limit(settings.max_connections)
+    config = LimitedConfig()
+    config.caps = ConnectionCaps(settings.max_connections, settings.max_client_connections)
     config.bind = [bind.address for bind in listen_binds(kernel)]
     tls = tls_files(settings)
     if tls is not None:
