@@ -20,6 +20,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from corral.errors import CorralError, InvalidRequest, RuntimeFailure, ServerBusy
 from corral.types import CompletionChunk, CompletionRequest, LoadSpec
 
+from .cpu_share import runner_settings
 from .protocol import decode, encode
 from .reaper import RUNNER_MODULE
 
@@ -39,7 +40,8 @@ class LlamaCppRuntime:
         """Start a runner for ``spec`` and yield it once the model is loaded; stop it on exit."""
         config = {"model_path": spec.model_path, "adapters": list(spec.adapters), "verbose": self.debug > 1,
                   "stream_interval_ms": self.stream_interval_ms,
-                  "num_parallel": spec.num_parallel, "embedding": spec.embedding, **spec.options}
+                  "num_parallel": spec.num_parallel, "embedding": spec.embedding, **spec.options,
+                  **runner_settings(spec.options.get("num_thread", 0))}
         process = await anyio.open_process(
             [sys.executable, "-m", RUNNER_MODULE, json.dumps(config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
