@@ -150,13 +150,13 @@ def test_cancelling_one_of_four_leaves_the_others_untouched(engine: Any, alone: 
     assert sum(1 for m in out.messages if m.get("done")) == 4
 
 
-def test_a_long_prompt_is_read_in_chunks_while_another_stream_flows(engine: Any) -> None:
+def test_a_long_prompt_is_read_in_chunks_while_another_stream_flows(engine: Any, alone: Any) -> None:
     out = Collect()
     engine.handle({"op": "complete", "id": "flowing", "prompt": PROMPTS["count"],
                    "options": {**GREEDY, "num_predict": 200}}, out)
     engine.step_all(out)
     document = chat("Summarise: " + " ".join(f"Sentence number {i} is about the sea." for i in range(60)))
-    engine.handle({"op": "complete", "id": "long", "prompt": document, "options": {**GREEDY, "num_predict": 2}}, out)
+    engine.handle({"op": "complete", "id": "long", "prompt": document, "options": GREEDY}, out)
     steps = 0
     while not any(m.get("id") == "long" and "text" in m for m in out.messages):
         before = len(out.text("flowing"))
@@ -166,7 +166,7 @@ def test_a_long_prompt_is_read_in_chunks_while_another_stream_flows(engine: Any)
     assert steps > 3
     engine.handle({"op": "cancel", "id": "flowing"}, out)
     run(engine, {}, out)
-    assert out.done("long")["prompt_tokens"] > 500 and out.done("long")["done_reason"] == "length"
+    assert out.done("long")["prompt_tokens"] > 500 and out.text("long") == alone(document)[0]
 
 
 def test_the_next_turn_of_a_chat_evaluates_only_its_new_tokens(engine: Any, alone: Any) -> None:
@@ -180,9 +180,10 @@ def test_the_next_turn_of_a_chat_evaluates_only_its_new_tokens(engine: Any, alon
     assert done["cached_tokens"] >= len(first.done(1)["context"]) - 1
     assert done["prompt_tokens"] - done["cached_tokens"] < 20
     assert second.text(3) == alone(second_prompt)[0]
-    # The same prompt again reuses all of it but the last token, whose output gives the first token.
+    # The same prompt again reuses all of it but the last two tokens (the last one's output gives
+    # the first token; evaluated alone, it would take another path in llama.cpp): the same answer.
     again = run(engine, {4: {"prompt": second_prompt, "options": GREEDY}})
-    assert again.done(4)["cached_tokens"] == done["prompt_tokens"] - 1 and again.text(4) == second.text(3)
+    assert again.done(4)["cached_tokens"] == done["prompt_tokens"] - 2 and again.text(4) == second.text(3)
 
 
 def test_context_continues_and_long_prompts_keep_their_start_and_end(smollm2_gguf: Path) -> None:

@@ -1,4 +1,4 @@
-"""Continuous batching: one llama.cpp context, one sequence per slot, one ``llama_decode`` per step.
+"""Continuous batching: one llama.cpp context, one sequence per slot, all of them decoded together.
 
 - Each slot is a sequence of the context with ``num_ctx`` cells of its own (the KV cache is not
   unified, so an answer does not depend on what else is in the batch) and remembers the tokens it
@@ -6,9 +6,10 @@
   prompt and evaluates only the rest: a chat's next turn finds its history. When that prefix is
   less than half of what the slot holds (say, only a system prompt), the slot's cache belongs to
   another conversation: the least recently used free slot is taken instead (an empty one first).
-- Each step puts the next token of every generating completion, and a chunk of the prompts still
-  being read, into one batch. Prompt chunks are small while others generate, so their streams keep
-  flowing; a completion starts generating in the step that reads the end of its prompt.
+- Each step evaluates the next token of every generating completion in one ``llama_decode``, then
+  a chunk of the prompts still being read (their own ``llama_decode`` each: see ``_decode``).
+  Prompt chunks are small while others generate, so their streams keep flowing; a completion
+  starts generating in the step that reads the end of its prompt.
 - Each completion samples with its own chain (options, seed, grammar), stops on its own (end of
   generation, a stop string, num_predict, a full context) and can be cancelled alone.
 """
@@ -132,8 +133,9 @@ class Generator:
         prompt = self.prompt_of(request, options)
         slot = self._slot_for(prompt)
         sampler = Sampler(self.model, options, grammar=grammar_for(request.get("format")), num_ctx=self.n_ctx)
-        # At least the last prompt token is evaluated again: its output gives the first token.
-        cached = min(slot.shared_prefix(prompt), len(prompt) - 1)
+        # The last prompt token is evaluated again (its output gives the first token), with the one
+        # before it: alone in a batch it would take another path than in the first evaluation.
+        cached = max(min(slot.shared_prefix(prompt), len(prompt) - 2), 0)
         if not llama.llama_memory_seq_rm(self.memory, slot.sequence, cached, -1):
             llama.llama_memory_seq_rm(self.memory, slot.sequence, -1, -1)  # a model that cannot cut its cache
             cached = 0
@@ -179,12 +181,31 @@ class Generator:
     # -- the decode loop ----------------------------------------------------------------------
 
     def step(self, out: Output) -> None:
-        """Evaluate one batch: a token of every generating completion and a chunk of prompts."""
-        plan = self._plan()
-        if not plan:
-            return
+        """One ``llama_decode`` for the next token of every generating completion, then one per
+        chunk of a prompt still being read."""
+        generating = sorted((job for job in self.jobs.values() if job.next_token is not None),
+                            key=lambda job: job.slot.sequence)
+        if generating:
+            self._decode(out, [(job, [job.next_token], True) for job in generating])
+        room = min(self.n_batch, PROMPT_CHUNK_WHILE_GENERATING) if generating else self.n_batch
+        for job in [job for job in self.jobs.values() if job.next_token is None and job.pending]:
+            size = min(room, len(job.pending))
+            if len(job.pending) - size == 1:
+                size -= 1  # never leave a last chunk of one token (see _decode)
+            if size < min(2, len(job.pending)):
+                break
+            room -= size
+            self._decode(out, [(job, job.pending[:size], size == len(job.pending))])
+
+    def _decode(self, out: Output, plan: list[tuple[Completion, list[int], bool]]) -> None:
+        """Evaluate (completion, tokens, whether the last one gives an output) in one batch.
+
+        Either one token of each of several completions, or a chunk of two or more tokens of one
+        prompt: llama.cpp computes a token that is alone in its sequence's part of a batch along
+        another path (its attention products differ in the last bits), so each token takes the
+        same path whatever else is batched, and an answer is the one it would be alone."""
         self.batch.clear()
-        for job, tokens, output in sorted(plan, key=lambda entry: entry[0].slot.sequence):
+        for job, tokens, output in plan:
             job.batch_index = len(self.batch) + len(tokens) - 1 if output else -1
             self.batch.add(tokens, len(job.slot.tokens), job.slot.sequence, output="last" if output else "none")
         with self.turns:
@@ -202,19 +223,6 @@ class Generator:
                     self._accept(job, out, job.sampler.sample(self.context, job.batch_index))
                 except Exception as error:
                     self._fail(job, out, f"{type(error).__name__}: {error}")
-
-    def _plan(self) -> list[tuple[Completion, list[int], bool]]:
-        """(completion, tokens to evaluate, whether its last one gives an output) for this step."""
-        plan = [(job, [job.next_token], True) for job in self.jobs.values() if job.next_token is not None]
-        room = self.n_batch - len(plan)
-        if plan:
-            room = min(room, PROMPT_CHUNK_WHILE_GENERATING)
-        for job in self.jobs.values():
-            if job.next_token is None and job.pending and room > 0:
-                chunk = job.pending[:room]
-                room -= len(chunk)
-                plan.append((job, chunk, len(chunk) == len(job.pending)))
-        return plan
 
     def _accept(self, job: Completion, out: Output, token: int) -> None:
         job.sampled += 1
