@@ -51,7 +51,7 @@ class Engine:
                 self.generator = Generator(
                     self.model, num_ctx=self.num_ctx, num_parallel=max(1, config.get("num_parallel", 1)),
                     num_batch=config.get("num_batch", 512), threads=self.threads, turns=self.turns,
-                    stream_interval_ms=float(config.get("stream_interval_ms", 0)))
+                    stream_interval_ms=float(config.get("stream_interval_ms", 0)), verbose=bool(config.get("verbose")))
         except BaseException:
             self.close()
             raise

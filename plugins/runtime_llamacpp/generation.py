@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -111,8 +112,9 @@ class Completion:
 
 class Generator:
     def __init__(self, model: Model, *, num_ctx: int, num_parallel: int, num_batch: int, threads: int,
-                 turns: Turns, stream_interval_ms: float) -> None:
+                 turns: Turns, stream_interval_ms: float, verbose: bool = False) -> None:
         self.model = model
+        self.verbose = verbose
         self.turns = turns
         self.interval_ns = int(stream_interval_ms * 1_000_000)
         num_batch = max(num_batch, num_parallel)  # room for one token of every sequence
@@ -143,6 +145,9 @@ class Generator:
         job = Completion(request, slot, prompt, sampler, cached=cached, started=started, interval_ns=self.interval_ns)
         slot.busy = True
         self.jobs[job.id] = job
+        if self.verbose:
+            print(f"completion {job.id}: slot {slot.sequence}, {cached} of {len(prompt)} prompt tokens cached",
+                  file=sys.stderr)
         if job.budget == 0:
             self._end(job, out, "length")
 
