@@ -198,6 +198,10 @@ def test_context_continues_and_long_prompts_keep_their_start_and_end(smollm2_ggu
         assert done["prompt_tokens"] == 255 and done["done_reason"] == "length" and done["completion_tokens"] == 1
         nothing = run(engine, {4: {"prompt": "Hello", "options": {**GREEDY, "num_predict": 0}}})
         assert (nothing.done(4)["done_reason"], nothing.done(4)["completion_tokens"], nothing.text(4)) == ("length", 0, "")
+        bad = Collect()
+        engine.handle({"op": "complete", "id": 8, "prompt": "x", "context": [1, 10**9]}, bad)
+        assert bad.messages == [{"id": 8, "status": 400,
+                                 "error": "invalid context: it holds a number that is no token of this model"}]
         busy = Collect()
         for request_id in (5, 6, 7):
             engine.handle({"op": "complete", "id": request_id, "prompt": "Hi", "options": GREEDY}, busy)

@@ -17,13 +17,12 @@ import llama_cpp as llama
 from .cpu_share import Turns, runner_threads
 from .embedding import Embedder
 from .errors import RequestError
+from . import generation
 from .generation import Generator
 from .model import Model
 
 
-class Output(Protocol):
-    def send(self, message: dict[str, Any]) -> None: ...
-
+class Output(generation.Output, Protocol):
     def flush(self) -> None: ...
 
 

@@ -132,7 +132,7 @@ class Generator:
     def start(self, request: Mapping[str, Any], out: Output) -> None:
         started = time.perf_counter_ns()
         options = request.get("options") or {}
-        prompt = self.prompt_of(request, options)
+        prompt = self._prompt(request, options)
         slot = self._slot_for(prompt)
         sampler = Sampler(self.model, options, grammar=grammar_for(request.get("format")), num_ctx=self.n_ctx)
         # The last prompt token is evaluated again (its output gives the first token), with the one
@@ -160,8 +160,10 @@ class Generator:
             return best
         return min(free, key=lambda slot: slot.used_at)
 
-    def prompt_of(self, request: Mapping[str, Any], options: Mapping[str, Any]) -> list[int]:
-        tokens = [int(token) for token in request.get("context") or []]
+    def _prompt(self, request: Mapping[str, Any], options: Mapping[str, Any]) -> list[int]:
+        tokens = list(request.get("context") or [])
+        if not all(isinstance(token, int) and 0 <= token < self.model.n_vocab for token in tokens):
+            raise RequestError("invalid context: it holds a number that is no token of this model")
         text = request.get("prompt", "")
         if text:
             tokens += self.model.tokenize(text, add_special=not tokens)
