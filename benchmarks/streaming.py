@@ -241,7 +241,8 @@ def _die_with_parent() -> None:
 class Server:
     """``corral serve`` over a temporary store holding the model; stopped by ``close()`` (idempotent)."""
 
-    def __init__(self, model_path: Path, workdir: Path, *, num_parallel: int = 1) -> None:
+    def __init__(self, model_path: Path, workdir: Path, *, num_parallel: int = 1,
+                 extra_env: dict[str, str] | None = None) -> None:
         sys.path.insert(0, str(REPO / "tests"))
         from servers import store_with_smollm2  # the tests' store builder (writes an Ollama-layout store)
 
@@ -251,6 +252,7 @@ class Server:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OLLAMA_", "CORRAL_"))}
         env.update(HOME=str(workdir / "home"), OLLAMA_HOST=f"127.0.0.1:{self.port}", OLLAMA_MODELS=str(store),
                    OLLAMA_KEEP_ALIVE="-1", OLLAMA_NUM_PARALLEL=str(num_parallel))
+        env.update(extra_env or {})
         self.log_path = workdir / "server.log"
         self.log = self.log_path.open("wb")
         self.process: subprocess.Popen[bytes] | None = subprocess.Popen(

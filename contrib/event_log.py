@@ -15,8 +15,7 @@ from typing import Any
 
 import attrs
 
-from corral import Event, SettingSpec, hookimpl
-from corral.settings import parse_path
+from corral import Event, SettingSpec, hookimpl, parse_path
 
 _state: dict[str, Any] = {"path": None}
 _lock = threading.Lock()

@@ -28,6 +28,7 @@ from .errors import InvalidDigest, InvalidName, InvalidRequest, ModelNotFound, S
 from .gguf import GGUFFile, human_number, read_gguf
 from .gotemplate.named import named_template
 from .gotemplate.ollama import PromptTemplate
+from .store import Hold, in_use
 from .names import parse_reference, validate_digest
 from .types import (
     MEDIA_ADAPTER,
@@ -41,6 +42,7 @@ from .types import (
     MEDIA_TEMPLATE,
     MEDIA_TYPE_CONFIG,
     Layer,
+    CreateRequest,
     Manifest,
     Progress,
 )
@@ -48,26 +50,6 @@ from .types import (
 GGUF_MAGIC = b"GGUF"
 QUANTIZABLE = ("F32", "F16", "BF16")
 MESSAGE_ROLES = ("system", "user", "assistant", "tool")
-
-
-@attrs.frozen(kw_only=True)
-class CreateRequest:
-    """Ollama's current /api/create form, parsed and validated."""
-
-    model: str
-    from_: str | None = None
-    """An existing model whose layers are reused, or None."""
-    files: Mapping[str, str] = attrs.field(factory=dict)
-    """File name -> ``sha256:...`` of blobs already in the store: one GGUF file (plus an optional
-    projector GGUF), or the files of a safetensors folder."""
-    adapters: Mapping[str, str] = attrs.field(factory=dict)
-    """LoRA GGUF file name -> digest."""
-    template: str | None = None
-    system: str | None = None
-    license: tuple[str, ...] = ()
-    parameters: Mapping[str, Any] = attrs.field(factory=dict)
-    messages: tuple[Mapping[str, Any], ...] = ()
-    quantize: str | None = None
 
 
 def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,12 +99,15 @@ def _check_digest(digest: Any) -> str:
 class _Build:
     """The layers of the model being built, and the statuses to report for them."""
 
+    hold: Hold
+    """Every blob the model will name is held from collection until its manifest is written."""
     layers: list[Layer] = attrs.field(factory=list)
     statuses: list[str] = attrs.field(factory=list)
     config: dict[str, Any] = attrs.field(factory=dict)
     params: dict[str, Any] = attrs.field(factory=dict)
 
     def add(self, layer: Layer, status: str) -> None:
+        self.hold.add(layer.digest)
         self.layers.append(layer)
         self.statuses.append(status)
 
@@ -156,59 +141,63 @@ async def create_model(kernel: Any, request: CreateRequest) -> AsyncIterator[Pro
     if request.quantize:
         kernel.quantizer_for(request.quantize)
 
-    build = _Build()
-    if request.from_:
-        async for progress in _from_model(kernel, request.from_, build):
-            yield progress
-    elif request.files:
-        async for progress in _from_files(kernel, request.files, build, detect_template=request.template is None):
-            yield progress
-    else:
-        raise InvalidRequest("neither 'from' or 'files' was specified")
+    # blobs named in the request or reused from a model are held before they are looked at
+    async with store.holding([*request.files.values(), *request.adapters.values()]) as hold:
+        build = _Build(hold=hold)
+        if request.from_:
+            async for progress in _from_model(kernel, request.from_, build):
+                yield progress
+        elif request.files:
+            async for progress in _from_files(kernel, request.files, build, detect_template=request.template is None):
+                yield progress
+        else:
+            raise InvalidRequest("neither 'from' or 'files' was specified")
 
-    for name, digest in sorted(request.adapters.items()):
-        yield Progress(status="parsing GGUF")
-        gguf = await _read_blob_gguf(store, digest, name)
-        if gguf.metadata.get("general.type") != "adapter":
-            raise InvalidRequest(f'"{name}" is not a LoRA adapter (its general.type is not "adapter")')
-        build.drop(MEDIA_ADAPTER)
-        build.add(Layer(media_type=MEDIA_ADAPTER, digest=digest, size=gguf.file_size, from_=name),
-                  f"using existing layer {digest}")
+        for name, digest in sorted(request.adapters.items()):
+            yield Progress(status="parsing GGUF")
+            gguf = await _read_blob_gguf(store, digest, name)
+            if gguf.metadata.get("general.type") != "adapter":
+                raise InvalidRequest(f'"{name}" is not a LoRA adapter (its general.type is not "adapter")')
+            build.drop(MEDIA_ADAPTER)
+            build.add(Layer(media_type=MEDIA_ADAPTER, digest=digest, size=gguf.file_size, from_=name),
+                      f"using existing layer {digest}")
 
-    if request.quantize:
-        async for progress in _quantize(kernel, request.quantize, build):
-            yield progress
+        if request.quantize:
+            async for progress in _quantize(kernel, request.quantize, build):
+                yield progress
 
-    if request.template:
-        build.drop(MEDIA_TEMPLATE, MEDIA_PROMPT)
-        await _add_text(store, build, request.template.encode(), MEDIA_TEMPLATE)
-    if request.system:
-        build.drop(MEDIA_SYSTEM)
-        await _add_text(store, build, request.system.encode(), MEDIA_SYSTEM)
-    for text in request.license:
-        if text:
-            await _add_text(store, build, text.encode(), MEDIA_LICENSE)
-    params = {**build.params, **parameters}
-    if params:
-        build.drop(MEDIA_PARAMS)
-        await _add_json(store, build, params, MEDIA_PARAMS)
-    if messages:
-        build.drop(MEDIA_MESSAGES)
-        await _add_json(store, build, list(messages), MEDIA_MESSAGES)
+        if request.template:
+            build.drop(MEDIA_TEMPLATE, MEDIA_PROMPT)
+            await _add_text(store, build, request.template.encode(), MEDIA_TEMPLATE)
+        if request.system:
+            build.drop(MEDIA_SYSTEM)
+            await _add_text(store, build, request.system.encode(), MEDIA_SYSTEM)
+        for text in request.license:
+            if text:
+                await _add_text(store, build, text.encode(), MEDIA_LICENSE)
+        params = {**build.params, **parameters}
+        if params:
+            build.drop(MEDIA_PARAMS)
+            await _add_json(store, build, params, MEDIA_PARAMS)
+        if messages:
+            build.drop(MEDIA_MESSAGES)
+            await _add_json(store, build, list(messages), MEDIA_MESSAGES)
 
-    if not any(layer.media_type == MEDIA_MODEL for layer in build.layers):
-        raise InvalidRequest("the model has no weights: FROM must name a model or a GGUF or safetensors file")
-    config = {
-        **build.config,
-        "architecture": "amd64",
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in build.layers]},
-    }
-    config_layer = await store.add_json(config, MEDIA_TYPE_CONFIG)
-    for status in build.statuses:
-        yield Progress(status=status)
-    yield Progress(status="writing manifest")
-    await store.put(ref, Manifest(config=config_layer, layers=build.layers))
+        if not any(layer.media_type == MEDIA_MODEL for layer in build.layers):
+            raise InvalidRequest("the model has no weights: FROM must name a model or a GGUF or safetensors file")
+        config = {
+            **build.config,
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in build.layers]},
+        }
+        config_bytes = gojson.dumps(config).encode()
+        build.hold.add(_sha256(config_bytes))
+        config_layer = await store.add_bytes(config_bytes, MEDIA_TYPE_CONFIG)
+        for status in build.statuses:
+            yield Progress(status=status)
+        yield Progress(status="writing manifest")
+        await store.put(ref, Manifest(config=config_layer, layers=build.layers))
     yield Progress(status="success")
 
 
@@ -231,6 +220,7 @@ async def _from_model(kernel: Any, name: str, build: _Build) -> AsyncIterator[Pr
         async for progress in kernel.source_for(name).pull(ref):
             yield progress
         info = await store.get(ref)
+    build.hold.add(*info.manifest.digests)
     source = info.ref.display
     params: dict[str, Any] = {}
     for layer in info.manifest.layers:
@@ -290,7 +280,7 @@ async def _from_safetensors(kernel: Any, files: Mapping[str, str], build: _Build
     store = kernel.store
     paths = {name: await _blob_file(store, digest, name) for name, digest in files.items()}
     models_folder = next(iter(paths.values())).parent.parent
-    with tempfile.TemporaryDirectory(prefix=".tmp-create-", dir=models_folder) as work:
+    with tempfile.TemporaryDirectory(prefix=".tmp-create-", dir=models_folder) as work, in_use(Path(work)):
         folder = Path(work) / "checkpoint"
         for name, path in paths.items():
             link = folder / name
@@ -301,7 +291,7 @@ async def _from_safetensors(kernel: Any, files: Mapping[str, str], build: _Build
         async for progress in _in_thread(lambda report: convert_checkpoint(folder, output, progress=report)):
             yield progress
         gguf = await anyio.to_thread.run_sync(lambda: read_gguf(output))
-        layer, status = await add_file(store, output, MEDIA_MODEL)
+        layer, status = await add_file(store, output, MEDIA_MODEL, build.hold)
     build.add(layer, status)
     build.config = _config_of(gguf)
     if detect_template:
@@ -379,7 +369,9 @@ async def _detect_template(store: Any, gguf: GGUFFile, build: _Build) -> None:
     named = named_template(jinja) if jinja else None
     if named is None:
         return
-    layer = await store.add_bytes(named.template.encode(), MEDIA_TEMPLATE)
+    data = named.template.encode()
+    build.hold.add(_sha256(data))
+    layer = await store.add_bytes(data, MEDIA_TEMPLATE)
     build.add(layer, f"using autodetected template {named.name}")
     if named.parameters and named.parameters.get("stop"):
         build.params = {"stop": list(named.parameters["stop"]), **build.params}
@@ -422,28 +414,34 @@ async def _quantize(kernel: Any, wanted: str, build: _Build) -> AsyncIterator[Pr
             yield attrs.evolve(progress, digest=progress.digest or source.digest)
         yield Progress(status="verifying conversion")
         quantized = await anyio.to_thread.run_sync(lambda: read_gguf(output, skip_arrays_longer_than=0))
-        layer, status = await add_file(kernel.store, output, MEDIA_MODEL)
+        layer, status = await add_file(kernel.store, output, MEDIA_MODEL, build.hold)
+    build.hold.add(layer.digest)
     build.layers[index] = attrs.evolve(layer, from_=source.from_)
     build.statuses[index] = status
     build.config = {**build.config, **_config_of(quantized)}
 
 
 class temporary_file:
-    """A fresh ``.tmp-*`` path in ``folder`` (the store sweeps those if a crash leaves one),
-    removed on exit."""
+    """A fresh ``.tmp-*`` file in ``folder``, locked while in use (the store sweeps those nobody
+    holds, if a crash leaves one), removed on exit."""
 
     def __init__(self, folder: Path, suffix: str = "") -> None:
         self.path = folder / f".tmp-{uuid.uuid4().hex}{suffix}"
+        self._lock = in_use(self.path)
 
     async def __aenter__(self) -> Path:
+        self.path.touch()
+        self._lock.__enter__()
         return self.path
 
     async def __aexit__(self, *_exc: object) -> None:
+        self._lock.__exit__(None, None, None)
         self.path.unlink(missing_ok=True)
 
 
-async def add_file(store: Any, path: Path, media_type: str) -> tuple[Layer, str]:
-    """Store a local file as a blob; the layer and its ``creating``/``using existing`` status."""
+async def add_file(store: Any, path: Path, media_type: str, hold: Hold | None = None) -> tuple[Layer, str]:
+    """Store a local file as a blob; the layer and its ``creating``/``using existing`` status.
+    With ``hold``, the blob is held from collection before it is looked for."""
 
     def sha256() -> str:
         hasher = hashlib.sha256()
@@ -458,6 +456,8 @@ async def add_file(store: Any, path: Path, media_type: str) -> tuple[Layer, str]
                 yield chunk
 
     digest = await anyio.to_thread.run_sync(sha256)
+    if hold is not None:
+        hold.add(digest)
     if await store.has_blob(digest):
         return Layer(media_type=media_type, digest=digest, size=path.stat().st_size), f"using existing layer {digest}"
     digest, size = await store.add_blob(chunks(), digest)
@@ -465,17 +465,22 @@ async def add_file(store: Any, path: Path, media_type: str) -> tuple[Layer, str]
 
 
 async def _add_text(store: Any, build: _Build, data: bytes, media_type: str) -> None:
-    layer = await _add_bytes(store, data, media_type)
+    layer = await _add_bytes(store, build.hold, data, media_type)
     build.add(*layer)
 
 
 async def _add_json(store: Any, build: _Build, value: Any, media_type: str) -> None:
-    layer = await _add_bytes(store, gojson.dumps(value).encode(), media_type)
+    layer = await _add_bytes(store, build.hold, gojson.dumps(value).encode(), media_type)
     build.add(*layer)
 
 
-async def _add_bytes(store: Any, data: bytes, media_type: str) -> tuple[Layer, str]:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+async def _add_bytes(store: Any, hold: Hold, data: bytes, media_type: str) -> tuple[Layer, str]:
+    digest = _sha256(data)
+    hold.add(digest)
     existed = await store.has_blob(digest)
     layer = await store.add_bytes(data, media_type)
     return layer, f"{'using existing' if existed else 'creating new'} layer {layer.digest}"

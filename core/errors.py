@@ -70,6 +70,12 @@ class StoreError(CorralError):
     status = 500
 
 
+class NoSpace(StoreError):
+    """The disk cannot hold what a pull, create or upload would write (HTTP 507)."""
+
+    status = 507
+
+
 class InvalidModelFile(InvalidRequest):
     """A model file (GGUF, safetensors) that is malformed or outside safe limits."""
 

@@ -25,78 +25,20 @@ from .gotemplate.ollama import DEFAULT_TEMPLATE, PromptTemplate, PromptValues, m
 from .jinja_template import ChatTemplate
 from .thinking import ThinkingSplitter
 from .toolcalls import ToolCallParser
-from .types import MEDIA_PROJECTOR, CompletionRequest, ModelInfo, ModelParts
+from .types import (
+    MEDIA_PROJECTOR,
+    ChatRequest,
+    CompletionRequest,
+    EmbedRequest,
+    Embeddings,
+    GenerateRequest,
+    Metrics,
+    ModelInfo,
+    ModelParts,
+    Reply,
+)
 
 THINK_LEVELS = ("high", "medium", "low", "max")
-
-
-@attrs.frozen(kw_only=True)
-class Metrics:
-    total_ns: int = 0
-    load_ns: int = 0
-    prompt_tokens: int = 0
-    prompt_ns: int = 0
-    eval_tokens: int = 0
-    eval_ns: int = 0
-
-
-@attrs.frozen(kw_only=True)
-class Reply:
-    """One piece of a streamed answer; the last has ``done=True`` and the metrics."""
-
-    text: str = ""
-    thinking: str = ""
-    tool_calls: tuple[Mapping[str, Any], ...] = ()
-    done: bool = False
-    done_reason: str | None = None
-    context: tuple[int, ...] | None = None
-    metrics: Metrics | None = None
-
-
-@attrs.frozen(kw_only=True)
-class GenerateRequest:
-    model: str
-    prompt: str = ""
-    suffix: str = ""
-    system: str | None = None
-    template: str | None = None
-    context: tuple[int, ...] = ()
-    raw: bool = False
-    format: Any = None
-    images: tuple[bytes, ...] = ()
-    options: Mapping[str, Any] = attrs.field(factory=dict)
-    keep_alive: float | None = None
-    think: bool | str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class ChatRequest:
-    model: str
-    messages: tuple[Mapping[str, Any], ...] = ()
-    tools: tuple[Mapping[str, Any], ...] = ()
-    format: Any = None
-    options: Mapping[str, Any] = attrs.field(factory=dict)
-    keep_alive: float | None = None
-    think: bool | str | None = None
-    truncate: bool = True
-
-
-@attrs.frozen(kw_only=True)
-class EmbedRequest:
-    model: str
-    inputs: tuple[str, ...]
-    truncate: bool = True
-    dimensions: int | None = None
-    options: Mapping[str, Any] = attrs.field(factory=dict)
-    keep_alive: float | None = None
-    normalize: bool = True
-
-
-@attrs.frozen(kw_only=True)
-class Embeddings:
-    vectors: list[list[float]]
-    prompt_tokens: int
-    metrics: Metrics
 
 
 @attrs.frozen(kw_only=True)
@@ -198,6 +140,9 @@ class Inference:
         if isinstance(think, str):
             return True, think, True
         return think, "medium" if think else "", True
+
+    async def capabilities(self, name: str) -> tuple[str, ...]:
+        return (await self.prepare(name)).capabilities
 
     async def unload(self, name: str) -> ModelInfo:
         info = await self.kernel.store.get(name)

@@ -17,7 +17,7 @@ from .inference import Inference
 from .scheduler import Scheduler
 from .settings import Settings
 from .store import ModelStore
-from .types import Event, QuantizerSpec, RuntimeSpec, SettingSpec, SourceSpec, StoreSpec
+from .types import CreateRequest, Event, Progress, QuantizerSpec, RuntimeSpec, SettingSpec, SourceSpec, StoreSpec
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,12 @@ class Kernel:
     @cached_property
     def inference(self) -> Inference:
         return Inference(self)
+
+    def create_model(self, request: CreateRequest) -> AsyncIterator[Progress]:
+        """Make a model as /api/create does (see ``corral.create``), streaming its statuses."""
+        from .create import create_model
+
+        return create_model(self, request)
 
     # -- life -------------------------------------------------------------------------------
 

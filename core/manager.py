@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "corral"
 BUNDLED_PLUGINS: tuple[str, ...] = (
     "corral.defaults",
     "corral.plugins.store_fs",
+    "corral.plugins.outbound",
     "corral.plugins.source_ollama",
     "corral.plugins.cli.commands",
     "corral.plugins.server",

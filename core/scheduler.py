@@ -2,8 +2,9 @@
 
 - A model loads on first use; later requests for it go straight to it (they never queue behind a
   load) and wait only for one of its OLLAMA_NUM_PARALLEL slots.
-- At most OLLAMA_MAX_LOADED_MODELS stay loaded: an idle one is evicted to make room, or the request
-  waits until one is idle. One load happens at a time.
+- At most OLLAMA_MAX_LOADED_MODELS stay loaded (per node, for a runtime whose ``nodes()`` says it
+  spreads models over machines): an idle one is evicted to make room, or the request waits until
+  one is idle. One load happens at a time.
 - At most OLLAMA_MAX_QUEUE requests wait (for a load or a slot); the next is ServerBusy (503).
 - When its last request ends, a model expires after its keep_alive (0: at once; FOREVER: never).
   A request that sets keep_alive changes it for the model.
@@ -47,6 +48,7 @@ class Loaded:
     slots: anyio.Semaphore
     model: Any = None
     context_length: int = 0
+    node: str | None = None
     refs: int = 0
     expires_at: dt.datetime | None = None
     loaded_at: float = attrs.field(factory=time.monotonic)
@@ -158,7 +160,7 @@ class Scheduler:
                     if entry.refs == 0:
                         await self._unload(entry)  # loaded with other options: reload
                         continue
-                elif len(self._live()) >= self.settings.max_loaded_models:
+                elif len(self._live()) >= self._capacity(info):
                     idle = [e for e in self._live() if e.refs == 0]
                     if idle:
                         await self._unload(min(idle, key=lambda e: e.loaded_at))
@@ -168,6 +170,11 @@ class Scheduler:
                     self._take(entry)
                     return entry
             await changed.wait()
+
+    def _capacity(self, info: ModelInfo) -> int:
+        """How many models may be loaded: OLLAMA_MAX_LOADED_MODELS per node of the runtime."""
+        nodes = getattr(self._runtimes.get(self.kernel.runtime_for(info).name), "nodes", None)
+        return self.settings.max_loaded_models * max(1, nodes() if nodes is not None else 1)
 
     def _take(self, entry: Loaded) -> None:
         entry.refs += 1
@@ -242,6 +249,7 @@ class Scheduler:
             async with runtime.load(spec) as model:
                 entry.model = model
                 entry.context_length = getattr(model, "context_length", 0) or entry.context_length
+                entry.node = getattr(model, "node", None)
                 task_status.started()
                 async with anyio.create_task_group() as group:
 

@@ -8,7 +8,10 @@ key and the value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+import socket
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from .durations import parse_keep_alive
+from .durations import parse_go_duration, parse_keep_alive
 from .errors import ConfigError
 from .types import SettingSpec
 
@@ -66,6 +69,47 @@ class HostSpec:
 
     def with_port(self, port: int) -> HostSpec:
         return attrs.evolve(self, port=port)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a listen address (OLLAMA_HOST's host part) is loopback: only this machine can reach it.
+
+    An IP literal (brackets allowed) is loopback for 127.0.0.0/8 and ::1 (IPv4-mapped too);
+    ``localhost`` and ``*.localhost`` are; ``""`` (every interface) is not. Any other name is
+    resolved, and judged by the address Go's ``net.Listen`` would take (the first IPv4 one, else
+    the first); a name that does not resolve counts as not loopback.
+    """
+    host = host.strip()
+    if len(host) > 1 and host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        return False
+    try:
+        return _loopback(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    lowered = host.lower()
+    if lowered == "localhost" or lowered.endswith(".localhost"):
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    resolved = []
+    for info in infos:
+        try:
+            resolved.append(ipaddress.ip_address(str(info[4][0]).partition("%")[0]))
+        except ValueError:
+            continue
+    if not resolved:
+        return False
+    return _loopback(next((ip for ip in resolved if ip.version == 4), resolved[0]))
+
+
+def _loopback(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
 def parse_host(value: str) -> HostSpec:
@@ -137,6 +181,32 @@ def parse_count(minimum: int) -> Callable[[Any], int]:
     return convert
 
 
+def parse_duration(value: Any) -> float:
+    """Seconds, from a number or a Go duration as Ollama's variables take them (``30``, ``30s``,
+    ``1.5m``, ``1h30m``); never negative."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s or 5m")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = _unquote(value)
+        try:
+            seconds = float(text) if text.lstrip("+-").replace(".", "", 1).isdigit() else parse_go_duration(text)
+        except ValueError:
+            raise ValueError("expected a duration such as 30s or 5m") from None
+    if not seconds >= 0:  # also refuses NaN
+        raise ValueError("must be 0 or more")
+    return seconds
+
+
+def parse_positive_duration(value: Any) -> float:
+    """As :func:`parse_duration`, and more than zero (a timeout, an interval)."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be more than 0")
+    return seconds
+
+
 def parse_debug(value: Any) -> int:
     """OLLAMA_DEBUG: 0/false info, 1/true debug, 2 trace (higher is more detail)."""
     if isinstance(value, bool):
@@ -161,6 +231,39 @@ def parse_list(value: Any) -> tuple[str, ...]:
         if item.strip():
             result.append(item.strip())
     return tuple(result)
+
+
+MIN_KEY_LENGTH = 16
+_KEY_DIGEST = re.compile(r"sha256:[0-9a-fA-F]{64}")
+
+
+def parse_key(value: Any) -> str:
+    """One API key: a plain key (at least 16 visible ASCII characters, no commas) or
+    ``sha256:<64 hex>``, the SHA-256 of the key. Errors never repeat the key."""
+    if not isinstance(value, str):
+        raise ValueError("a key must be a string")
+    text = value.strip()
+    if text.startswith("sha256:"):
+        if not _KEY_DIGEST.fullmatch(text):
+            raise ValueError("a hashed key is sha256: followed by 64 hex digits")
+        return text.lower()
+    if any(not "!" <= char <= "~" or char == "," for char in text):
+        raise ValueError("a key may hold only visible ASCII characters, no spaces or commas")
+    if len(text) < MIN_KEY_LENGTH:
+        raise ValueError(f"a key must be at least {MIN_KEY_LENGTH} characters long "
+                         "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))' makes a good one)")
+    return text
+
+
+def parse_keys(value: Any) -> tuple[str, ...]:
+    """A list of API keys (comma-separated in the environment), each checked by :func:`parse_key`."""
+    keys = []
+    for number, item in enumerate(parse_list(value), 1):
+        try:
+            keys.append(parse_key(item))
+        except ValueError as error:
+            raise ValueError(f"key {number}: {error}") from None
+    return tuple(keys)
 
 
 def parse_path(value: Any) -> Path:
@@ -206,6 +309,8 @@ class CoreSetting:
     default: Any
     converter: Callable[[Any], Any]
     help: str
+    secret: bool = False
+    """Its value is never shown: not by ``corral config``, not in error messages."""
 
 
 CORE_SETTINGS: tuple[CoreSetting, ...] = (
@@ -233,12 +338,30 @@ CORE_SETTINGS: tuple[CoreSetting, ...] = (
                 help="keep unreferenced blobs instead of removing them"),
     CoreSetting(key="server.store", env="CORRAL_STORE", default="fs", converter=parse_string,
                 help="the storage backend (a name from register_stores)"),
+    CoreSetting(key="server.api_keys", env="CORRAL_API_KEYS", default=(), converter=parse_keys, secret=True,
+                help="API keys with full access (comma-separated; a key or sha256:<hex> of it)"),
+    CoreSetting(key="server.inference_keys", env="CORRAL_INFERENCE_KEYS", default=(), converter=parse_keys,
+                secret=True, help="API keys that may only run models (generate, chat, embed, /v1, list, show)"),
+    CoreSetting(key="server.api_keys_file", env="CORRAL_API_KEYS_FILE", default=None, converter=parse_path,
+                help="a file of full-access keys, one per line (a key or sha256:<hex> of it)"),
+    CoreSetting(key="server.inference_keys_file", env="CORRAL_INFERENCE_KEYS_FILE", default=None,
+                converter=parse_path, help="a file of inference-only keys, one per line"),
+    CoreSetting(key="server.tls_cert", env="CORRAL_TLS_CERT", default=None, converter=parse_path,
+                help="serve HTTPS with this certificate chain (PEM), on every address"),
+    CoreSetting(key="server.tls_key", env="CORRAL_TLS_KEY", default=None, converter=parse_path,
+                help="the private key (PEM) of server.tls_cert"),
+    CoreSetting(key="server.require_keys", env="CORRAL_REQUIRE_KEYS", default=False, converter=parse_bool,
+                help="refuse to start on an address beyond this machine when no API key is set"),
+    CoreSetting(key="client.api_key", env="CORRAL_API_KEY", default="", converter=parse_string, secret=True,
+                help="the key the command line sends (default, to this machine: the first plain server.api_keys)"),
     CoreSetting(key="plugins.enable", env=None, default=(), converter=parse_list,
                 help="plugins that are off by default (corral.contrib) to turn on"),
     CoreSetting(key="plugins.disable", env=None, default=(), converter=parse_list,
                 help="plugins to turn off, bundled or installed"),
 )
 _CORE_BY_KEY = {setting.key: setting for setting in CORE_SETTINGS}
+_CORE_TABLES = ("server", "client", "plugins")
+SECRET_SETTINGS = frozenset(setting.key for setting in CORE_SETTINGS if setting.secret)
 
 
 @attrs.frozen(kw_only=True)
@@ -258,6 +381,14 @@ class Settings:
     store: str
     enable: tuple[str, ...]
     disable: tuple[str, ...]
+    api_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    inference_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    api_keys_file: Path | None = None
+    inference_keys_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    require_keys: bool = False
+    client_api_key: str = attrs.field(default="", repr=False)
     config_path: Path | None = None
     origin_of: Mapping[str, str] = attrs.field(factory=dict)
     """key -> where its value came from: ``default``, ``env NAME``, ``config FILE``, ``flag``."""
@@ -272,6 +403,25 @@ class Settings:
     @property
     def allowed_origins(self) -> tuple[str, ...]:
         return self.origins + DEFAULT_ORIGINS
+
+    @property
+    def has_keys(self) -> bool:
+        """Whether any API key is configured, so that the server asks for one."""
+        return bool(self.api_keys or self.inference_keys or self.api_keys_file or self.inference_keys_file)
+
+    def exposure_warnings(self) -> tuple[str, ...]:
+        """What is risky about where the server listens (OLLAMA_HOST), in words for an operator."""
+        if is_loopback_host(self.host.host):
+            return ()
+        if not self.has_keys:
+            return (f"corral listens on {self.host.bind}, which other machines can reach, and no API key is "
+                    "set: anyone who reaches it can run, pull, push, create and delete models. Set "
+                    "server.api_keys (CORRAL_API_KEYS); server.require_keys=true refuses to start this way.",)
+        if self.tls_cert is None:
+            return (f"corral listens on {self.host.bind}, which other machines can reach, over plain HTTP: "
+                    "API keys and prompts cross the network readable. Set server.tls_cert and "
+                    "server.tls_key (CORRAL_TLS_CERT, CORRAL_TLS_KEY), or serve behind a TLS proxy.",)
+        return ()
 
     @classmethod
     def load(
@@ -288,9 +438,9 @@ class Settings:
             table, _, name = key.partition(".")
             if not name:
                 raise ConfigError(f'--set {key}: expected TABLE.NAME=VALUE, e.g. server.host=0.0.0.0:8080')
-            if table in ("server", "plugins") and key not in _CORE_BY_KEY:
+            if table in _CORE_TABLES and key not in _CORE_BY_KEY:
                 raise ConfigError(f'--set {key}: unknown setting (known: {", ".join(_CORE_BY_KEY)})')
-        for table in ("server", "plugins"):
+        for table in _CORE_TABLES:
             section = tables.get(table, {})
             if not isinstance(section, dict):
                 raise ConfigError(f"{path}: [{table}] must be a table")
@@ -302,7 +452,7 @@ class Settings:
         origin_of: dict[str, str] = {}
         for setting in CORE_SETTINGS:
             value, origin = _resolve(setting.key, setting.env, setting.default, setting.converter,
-                                     environ, tables, path, overrides)
+                                     environ, tables, path, overrides, secret=setting.secret)
             values[setting.key] = value
             origin_of[setting.key] = origin
         host: HostSpec = values["server.host"]
@@ -322,6 +472,14 @@ class Settings:
             store=values["server.store"],
             enable=values["plugins.enable"],
             disable=values["plugins.disable"],
+            api_keys=values["server.api_keys"],
+            inference_keys=values["server.inference_keys"],
+            api_keys_file=values["server.api_keys_file"],
+            inference_keys_file=values["server.inference_keys_file"],
+            tls_cert=values["server.tls_cert"],
+            tls_key=values["server.tls_key"],
+            require_keys=values["server.require_keys"],
+            client_api_key=values["client.api_key"],
             config_path=path,
             origin_of=origin_of,
             tables=tables,
@@ -343,7 +501,7 @@ class Settings:
             origin_of[spec.key] = origin
         warnings = list(self.warnings)
         for table, section in self.tables.items():
-            if table in ("server", "plugins"):
+            if table in _CORE_TABLES:
                 continue
             if table not in declared_tables:
                 warnings.append(f"{self.config_path}: [{table}] matches no setting of an active plugin")
@@ -356,13 +514,17 @@ class Settings:
                 raise ConfigError(f"--set {key}: unknown setting")
         return attrs.evolve(self, plugin=plugin, origin_of=origin_of, warnings=tuple(warnings))
 
+    @staticmethod
+    def is_secret(key: str) -> bool:
+        """Whether a setting holds secrets (API keys) that must never be printed."""
+        return key in SECRET_SETTINGS
+
     def value_of(self, key: str) -> Any:
         """The effective value of a core or plugin setting, by key."""
         if key in self.plugin:
             return self.plugin[key]
-        field = {"server.port": None, "plugins.enable": "enable", "plugins.disable": "disable"}.get(
-            key, key.partition(".")[2]
-        )
+        field = {"server.port": None, "plugins.enable": "enable", "plugins.disable": "disable",
+                 "client.api_key": "client_api_key"}.get(key, key.partition(".")[2])
         if field is None:
             return self.host.port
         return getattr(self, field)
@@ -393,6 +555,8 @@ def _resolve(
     tables: Mapping[str, Any],
     path: Path | None,
     overrides: Mapping[str, str],
+    *,
+    secret: bool = False,
 ) -> tuple[Any, str]:
     table, _, name = key.partition(".")
     section = tables.get(table)
@@ -407,4 +571,4 @@ def _resolve(
     try:
         return converter(raw), origin
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"{label}={raw!r}: {error}") from None
+        raise ConfigError(f"{label}: {error}" if secret else f"{label}={raw!r}: {error}") from None

@@ -8,11 +8,15 @@ unless ``noprune``.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,7 @@ import anyio
 import attrs
 
 from . import gojson
-from .errors import BlobNotFound, CorralError, InvalidDigest, ModelNotFound, StoreError
+from .errors import BlobNotFound, CorralError, InvalidDigest, ModelNotFound, NoSpace, StoreError
 from .interfaces import BlobStore
 from .names import ModelRef, parse_reference, validate_digest
 from .types import (
@@ -87,6 +91,57 @@ def manifest_digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+@contextmanager
+def in_use(path: Path) -> Iterator[None]:
+    """Hold a shared lock on a file or folder of a store on disk while working on it (partial
+    data, a temporary file, a work folder): the leftover sweep of any process leaves it alone.
+    Released when the block ends or the process dies."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+@attrs.frozen(kw_only=True)
+class Leftover:
+    """Partial data or a temporary file or folder a backend keeps beside the models."""
+
+    name: str
+    """Where, relative to the store's location."""
+    kind: str
+    """``partial download`` (resumable) or ``temporary``."""
+    size: int
+    """Bytes it takes on disk."""
+    modified: dt.datetime
+    in_use: bool
+    """Whether a process (a pull, a create, an upload) is working on it now."""
+    paths: tuple[str, ...] = ()
+    """Everything it consists of, relative to the store's location (the backend's business)."""
+
+
+@attrs.define(eq=False)
+class Hold:
+    """Blobs an operation in progress (a pull, a create) relies on: no collection removes them
+    while it runs, even when no written manifest names them yet. See :meth:`ModelStore.holding`."""
+
+    _counts: collections.Counter[str]
+    _mine: list[str] = attrs.field(factory=list)
+
+    def add(self, *digests: str) -> None:
+        for digest in digests:
+            self._counts[digest] += 1
+            self._mine.append(digest)
+
+    def release(self) -> None:
+        self._counts.subtract(self._mine)
+        for digest in set(self._mine):
+            if self._counts[digest] <= 0:
+                del self._counts[digest]
+        self._mine.clear()
+
+
 @attrs.define(eq=False)
 class ModelStore:
     """Named models over a BlobStore. One per kernel."""
@@ -95,6 +150,7 @@ class ModelStore:
     noprune: bool = False
     emit: Callable[[Event], None] = lambda event: None
     _lock: anyio.Lock = attrs.field(factory=anyio.Lock, init=False)
+    _held: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
 
     @property
     def location(self) -> str:
@@ -227,34 +283,43 @@ class ModelStore:
         """
         ref = parse_reference(name) if isinstance(name, str) else name
         manifest = decode_manifest(raw, f"for {ref.display}")
+        async with self._lock:  # the blobs checked are the blobs no collection removes meanwhile
+            target = await self._existing(ref) or ref
+            await self._write(target, manifest, raw)
+        digest = manifest_digest(raw)
+        self.emit(ModelStored(name=target.display, digest=digest))
+        return digest
+
+    async def _write(self, target: ModelRef, manifest: Manifest, raw: bytes) -> None:
+        """Check the manifest's blobs and write it (caller holds the lock)."""
         for digest, size in [(manifest.config.digest, manifest.config.size)] + [
             (layer.digest, layer.size) for layer in manifest.layers
         ]:
             actual = await self.blobs.blob_size(digest)
             if actual is None:
-                raise StoreError(f"cannot write manifest for {ref.display}: blob {digest} is missing")
+                raise StoreError(f"cannot write manifest for {target.display}: blob {digest} is missing")
             if actual != size:
                 raise StoreError(
-                    f"cannot write manifest for {ref.display}: blob {digest} has {actual} bytes, manifest says {size}"
+                    f"cannot write manifest for {target.display}: blob {digest} has {actual} bytes, manifest says {size}"
                 )
-        async with self._lock:
-            target = await self._existing(ref) or ref
-            old = await self._manifest(target)
-            await self.blobs.write_manifest(target.parts, raw)
-            if old is not None:
-                await self._collect(set(old.digests) - set(manifest.digests))
-        digest = manifest_digest(raw)
-        self.emit(ModelStored(name=target.display, digest=digest))
-        return digest
+        old = await self._manifest(target)
+        await self.blobs.write_manifest(target.parts, raw)
+        if old is not None:
+            await self._collect(set(old.digests) - set(manifest.digests))
 
     async def copy(self, source: str | ModelRef, destination: str | ModelRef) -> ModelRef:
         src = await self.find(source)
         dst = parse_reference(destination) if isinstance(destination, str) else destination
-        found = await self.blobs.read_manifest(src.parts)
-        if found is None:
-            raise ModelNotFound(src.display)
-        if (await self._existing(dst) or dst).parts != src.parts:
-            await self.put_raw(dst, found[0])
+        async with self._lock:  # read and write in one step: a delete of the source waits or wins
+            found = await self.blobs.read_manifest(src.parts)
+            if found is None:
+                raise ModelNotFound(src.display)
+            target = await self._existing(dst) or dst
+            if target.parts == src.parts:
+                return dst
+            raw = found[0]
+            await self._write(target, decode_manifest(raw, src.display), raw)
+        self.emit(ModelStored(name=target.display, digest=manifest_digest(raw)))
         return dst
 
     async def delete(self, name: str | ModelRef) -> int:
@@ -262,14 +327,57 @@ class ModelStore:
         ref = await self.find(name)
         async with self._lock:
             manifest = await self._manifest(ref)
-            await self.blobs.delete_manifest(ref.parts)
+            if not await self.blobs.delete_manifest(ref.parts):
+                raise ModelNotFound(ref.display)  # a concurrent delete won
             removed = await self._collect(set(manifest.digests) if manifest else set())
         self.emit(ModelDeleted(name=ref.display, blobs_removed=removed))
         return removed
 
+    @asynccontextmanager
+    async def holding(self, digests: Iterable[str] = ()) -> AsyncIterator[Hold]:
+        """Keep blobs from collection while an operation that will name them in a manifest runs:
+        take the hold before checking that a blob is present, add blobs as they are written."""
+        hold = Hold(self._held)
+        hold.add(*digests)
+        try:
+            yield hold
+        finally:
+            hold.release()
+
+    async def check_space(self, sizes: dict[str, int], what: str, *, copies: int = 1, already: int = 0) -> None:
+        """Refuse (NoSpace, before a byte is fetched) a download of the blobs ``sizes`` names that
+        the free space cannot hold; blobs present and partial data already reserved count as
+        done. ``copies``: how many times the bytes land on disk on the way (a hub download is
+        kept in ``.downloads`` until it is copied into the store: 2); ``already``: bytes of it
+        downloaded before, that the backend does not know of."""
+        free_bytes = getattr(self.blobs, "free_bytes", None)
+        if free_bytes is None:
+            return
+        needed = 0
+        for digest, size in sizes.items():
+            if await self.blobs.blob_size(digest) == size:
+                continue
+            reserved = getattr(self.blobs, "reserved_bytes", None)
+            needed += max(0, size * copies - (await reserved(digest) if reserved else 0))
+        needed = max(0, needed - already)
+        free = await free_bytes()
+        if needed > free:
+            raise NoSpace(f"{what}: not enough free space in {self.location}: it needs {_gb(needed)}, "
+                          f"{_gb(free)} is free (corral prune removes partial downloads)")
+
+    async def leftovers(self) -> list[Leftover]:
+        """Partial downloads and temporary files beside the models (``corral prune``)."""
+        found = getattr(self.blobs, "leftovers", None)
+        return sorted(await found(), key=lambda item: item.name) if found else []
+
+    async def remove_leftover(self, leftover: Leftover) -> bool:
+        """Remove one unless a process works on it by now; whether it went."""
+        return await self.blobs.remove_leftover(leftover)  # type: ignore[attr-defined]
+
     async def prune(self, older_than: float = STALE_SECONDS) -> int:
-        """Remove unreferenced blobs older than ``older_than`` seconds and abandoned temporary
-        files, as Ollama does at start-up (the age keeps a create or pull in flight safe)."""
+        """Remove unreferenced blobs older than ``older_than`` seconds (the age keeps an upload
+        waiting for its create safe), as Ollama does at start-up, and leftovers no process holds
+        (temporary files, partial data older than the backend's limit)."""
         removed = await self.blobs.cleanup(older_than)
         if self.noprune:
             return removed
@@ -280,7 +388,7 @@ class ModelStore:
             now = dt.datetime.now(dt.timezone.utc)
             freed = count = 0
             for digest, (size, modified) in (await self.blobs.list_blobs()).items():
-                if digest in referenced or (now - modified).total_seconds() < older_than:
+                if digest in referenced or digest in self._held or (now - modified).total_seconds() < older_than:
                     continue
                 await self.blobs.delete_blob(digest)
                 freed += size
@@ -345,7 +453,11 @@ class ModelStore:
         referenced = await self._referenced()
         if referenced is None:
             return 0
-        unused = candidates - referenced
+        unused = candidates - referenced - set(self._held)
         for digest in unused:
             await self.blobs.delete_blob(digest)
         return len(unused)
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"

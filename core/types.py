@@ -378,3 +378,106 @@ class TransferFinished(Event):
     bytes: int
     seconds: float
     error: str | None = None
+
+
+# -- inference: what frontends ask ``kernel.inference`` and what it answers ------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Metrics:
+    """Timings and token counts of one request, in Ollama's units (nanoseconds)."""
+
+    total_ns: int = 0
+    load_ns: int = 0
+    prompt_tokens: int = 0
+    prompt_ns: int = 0
+    eval_tokens: int = 0
+    eval_ns: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Reply:
+    """One piece of a streamed answer; the last has ``done=True`` and the metrics."""
+
+    text: str = ""
+    thinking: str = ""
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    done: bool = False
+    done_reason: str | None = None
+    context: tuple[int, ...] | None = None
+    metrics: Metrics | None = None
+
+
+@attrs.frozen(kw_only=True)
+class GenerateRequest:
+    """A completion of ``prompt`` with Ollama's /api/generate semantics (template, system, raw...)."""
+
+    model: str
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    context: tuple[int, ...] = ()
+    raw: bool = False
+    format: Any = None
+    images: tuple[bytes, ...] = ()
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    keep_alive: float | None = None
+    think: bool | str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ChatRequest:
+    """A chat turn with Ollama's /api/chat semantics; ``messages`` are Ollama's message objects."""
+
+    model: str
+    messages: tuple[Mapping[str, Any], ...] = ()
+    tools: tuple[Mapping[str, Any], ...] = ()
+    format: Any = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    keep_alive: float | None = None
+    think: bool | str | None = None
+    truncate: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class EmbedRequest:
+    """Embeddings of ``inputs``; ``normalize=False`` gives raw vectors (the legacy /api/embeddings)."""
+
+    model: str
+    inputs: tuple[str, ...]
+    truncate: bool = True
+    dimensions: int | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    keep_alive: float | None = None
+    normalize: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+    metrics: Metrics
+
+
+# -- creating models -------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class CreateRequest:
+    """Ollama's current /api/create form, parsed and validated (``kernel.create_model(request)``)."""
+
+    model: str
+    from_: str | None = None
+    """An existing model whose layers are reused, or None."""
+    files: Mapping[str, str] = attrs.field(factory=dict)
+    """File name -> ``sha256:...`` of blobs already in the store: one GGUF file (plus an optional
+    projector GGUF), or the files of a safetensors folder."""
+    adapters: Mapping[str, str] = attrs.field(factory=dict)
+    """LoRA GGUF file name -> digest."""
+    template: str | None = None
+    system: str | None = None
+    license: tuple[str, ...] = ()
+    parameters: Mapping[str, Any] = attrs.field(factory=dict)
+    messages: tuple[Mapping[str, Any], ...] = ()
+    quantize: str | None = None

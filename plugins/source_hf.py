@@ -4,7 +4,9 @@ The repository's GGUF files are listed, the one the tag names is picked (``Q4_K_
 as Ollama's integration does), downloaded with huggingface-hub (HF_ENDPOINT, HF_TOKEN and the
 user's Hugging Face cache all apply), verified against the sha256 the Hub lists, and stored as an
 Ollama model with its template and parameters. A repository with only safetensors weights goes
-through the converter. huggingface-hub is imported only when a pull starts.
+through the converter. huggingface-hub is imported only when a pull starts, and its client is
+built to the outbound policy (plugins/outbound.py): the token goes to the endpoint's host only,
+listings are read up to ``sources.max_metadata_bytes``, redirects only to http(s).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -28,13 +31,17 @@ from corral import (
     SettingSpec,
     SourceSpec,
     hookimpl,
+    in_use,
 )
-
-from . import model_import
-from .model_import import Outcome, Reporter
+from corral.sdk import hub, outbound
+from corral.sdk.hub import Outcome, Reporter
 
 HOSTS = ("hf.co", "huggingface.co")
 REVISION = "main"
+MAX_LISTED_FILES = 100_000
+"""A repository listing longer than this is refused (the Hub pages listings: each page is capped
+by ``sources.max_metadata_bytes``, this bounds how many pages are read)."""
+_hub_client: list[Any] = [None]  # the (policy, endpoint) huggingface-hub's shared client was built for
 
 
 def _endpoint(value: Any) -> str:
@@ -58,7 +65,7 @@ def register_sources(settings: Any) -> list[SourceSpec]:
 
 @hookimpl
 def resolve_reference(reference: str, settings: Any) -> str | None:
-    return "huggingface" if model_import.reference_host(reference) in HOSTS else None
+    return "huggingface" if hub.reference_host(reference) in HOSTS else None
 
 
 @attrs.frozen(kw_only=True)
@@ -95,28 +102,33 @@ class HuggingFaceSource:
             raise InvalidRequest(f"{name}: Hugging Face references cannot pin a digest")
         yield Progress(status="pulling manifest")
         listing = Outcome()
-        async for progress in model_import.in_thread(self._list, repo_id, name, outcome=listing):
+        async for progress in hub.in_thread(self._list, repo_id, name, outcome=listing):
             yield progress
         files: dict[str, RepoFile] = {entry.path: entry for entry in listing.value}
-        chosen, is_gguf = model_import.repository_files(ref, files, name)
+        chosen, is_gguf = hub.repository_files(ref, files, name)
 
-        folder = model_import.downloads_dir(self.kernel, "huggingface", ref.namespace, ref.model)
-        stored: dict[str, str] = {}
-        for path in chosen:
-            entry = files[path]
-            local = Outcome()
-            async for progress in model_import.in_thread(self._download, repo_id, entry, folder, name, outcome=local):
-                yield progress
-            yield Progress(status="verifying sha256 digest")
-            expected = f"sha256:{entry.sha256}" if entry.sha256 else None
-            try:
-                stored[PurePosixPath(path).name if is_gguf else path] = await model_import.add_file(self.kernel, local.value, expected)
-            except DigestMismatch as error:
-                _forget(folder, path)
-                raise DigestMismatch(f"{name}: {path}: {error}") from None
-            _forget(folder, path)
-        async for progress in model_import.create_from(self.kernel, str(ref), stored):
-            yield progress
+        folder = hub.downloads_dir(self.kernel, "huggingface", ref.namespace, ref.model)
+        await self.kernel.store.check_space(
+            {f"sha256:{files[path].sha256}": files[path].size for path in chosen if files[path].sha256}, name,
+            copies=2, already=sum(found.stat().st_size for found in folder.rglob("*") if found.is_file()))
+        with in_use(folder):
+            async with self.kernel.store.holding() as hold:  # the blobs stay until the model names them
+                stored: dict[str, str] = {}
+                for path in chosen:
+                    entry = files[path]
+                    local = Outcome()
+                    async for progress in hub.in_thread(self._download, repo_id, entry, folder, name, outcome=local):
+                        yield progress
+                    yield Progress(status="verifying sha256 digest")
+                    expected = f"sha256:{entry.sha256}" if entry.sha256 else None
+                    try:
+                        stored[PurePosixPath(path).name if is_gguf else path] = await hub.add_file(self.kernel, local.value, expected, hold)
+                    except DigestMismatch as error:
+                        _forget(folder, path)
+                        raise DigestMismatch(f"{name}: {path}: {error}") from None
+                    _forget(folder, path)
+                async for progress in hub.create_from(self.kernel, str(ref), stored):
+                    yield progress
         shutil.rmtree(folder, ignore_errors=True)
 
     async def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
@@ -125,16 +137,45 @@ class HuggingFaceSource:
 
     # -- in a worker thread -------------------------------------------------------------------
 
+    def _use_policy(self) -> None:
+        """Make huggingface-hub's shared client follow this kernel's outbound policy (it is one
+        client per process: rebuilt when the policy or the endpoint changes)."""
+        import httpx2
+        import huggingface_hub
+
+        policy = outbound.Policy.of(self.kernel)
+        if _hub_client[0] == (policy, self.endpoint):
+            return
+        host = urlsplit(self.endpoint).hostname or ""
+        try:
+            from huggingface_hub.utils._http import hf_request_event_hook
+            request_hooks = [hf_request_event_hook]
+        except ImportError:  # pragma: no cover - a huggingface-hub that moved it
+            request_hooks = []
+
+        def factory() -> Any:
+            return httpx2.Client(
+                follow_redirects=True, timeout=None,
+                event_hooks={"request": request_hooks, "response": [outbound.redirect_hook]},
+                transport=outbound.hub_transport(httpx2, policy, credentials_host=host,
+                                                 bounded=lambda request: request.url.path.startswith("/api/")))
+
+        huggingface_hub.set_client_factory(factory)
+        _hub_client[0] = (policy, self.endpoint)
+
     def _list(self, report: Reporter, repo_id: str, name: str) -> list[RepoFile]:
         from huggingface_hub import HfApi
 
         with self._errors(name, repo_id):
+            self._use_policy()
             api = HfApi(endpoint=self.endpoint, token=self.token)
             entries = api.list_repo_tree(repo_id, recursive=True, revision=REVISION)
             found = []
             for entry in entries:
+                if len(found) >= MAX_LISTED_FILES:
+                    raise PullError(f"{name}: {repo_id} lists more than {MAX_LISTED_FILES} files")
                 lfs = getattr(entry, "lfs", None)
-                if not hasattr(entry, "blob_id") or not model_import.safe_repo_path(entry.path):
+                if not hasattr(entry, "blob_id") or not hub.safe_repo_path(entry.path):
                     continue
                 found.append(RepoFile(path=entry.path, size=entry.size, oid=entry.blob_id,
                                       sha256=(lfs.sha256 if lfs is not None else None)))
@@ -174,12 +215,13 @@ class HuggingFaceSource:
                 pass
 
         with self._errors(name, repo_id):
+            self._use_policy()
             local = Path(hf_hub_download(repo_id, entry.path, revision=REVISION, local_dir=folder,
                                          endpoint=self.endpoint, token=self.token, tqdm_class=Bar))
         if local.stat().st_size != entry.size:
             _forget(folder, entry.path)
             raise PullError(f"{name}: {entry.path} arrived with {local.stat().st_size} bytes, the Hub lists {entry.size}")
-        if entry.sha256 is None and model_import.git_blob_sha1(local) != entry.oid:
+        if entry.sha256 is None and hub.git_blob_sha1(local) != entry.oid:
             _forget(folder, entry.path)
             raise DigestMismatch(f"{name}: {entry.path} does not match the object id the Hub lists")
         report(Progress(status=status, digest=digest, total=entry.size, completed=entry.size), force=True)
@@ -199,7 +241,7 @@ class HuggingFaceSource:
 
         try:
             yield
-        except (CorralError, model_import.Abandoned):
+        except (CorralError, hub.Abandoned):
             raise
         except GatedRepoError:
             raise PullError(f"{name}: {repo_id} is gated on {self.endpoint}: accept its terms there and set HF_TOKEN") from None
@@ -221,8 +263,9 @@ class HuggingFaceSource:
 
 
 def _first_line(error: BaseException) -> str:
+    """What the Hub (or huggingface-hub about it) said, as a short clean summary."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return outbound.summary(text.splitlines()[0]) if text else type(error).__name__
 
 
 def _forget(folder: Path, path: str) -> None:

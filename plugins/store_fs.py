@@ -2,24 +2,31 @@
 
 ``blobs/sha256-<hex>`` and ``manifests/<host>/<namespace>/<model>/<tag>``. Every write goes to a
 temporary file in the same folder, is fsynced, then renamed over the target, so a crash leaves
-either the old file or the new one. Temporary files are named ``.tmp-*`` and swept after an hour.
+either the old file or the new one.
 
 A blob being downloaded in ranges lives beside the blobs as Ollama keeps it:
 ``blobs/sha256-<hex>-partial`` (the data, space reserved up front) and one JSON record per range,
 ``blobs/sha256-<hex>-partial-<N>`` (``{"N", "Offset", "Size", "Completed"}``), so a pull resumes
-after a restart, even one Ollama started. They are never swept: they go when the blob is
-committed (after its digest is verified) or discarded.
+after a restart, even one Ollama started. They go when the blob is committed (after its digest is
+verified) or discarded, when no pull has touched them for ``store.partial_max_age``, or with
+``corral prune``. The hub sources download into ``.downloads/`` the same way.
+
+Leftovers (partial data, ``.tmp-*`` files, ``.tmp-create-*`` folders, ``.downloads/``) are swept at
+start-up: whoever works on one holds a shared ``flock`` on it (``corral.store.using``), so the sweep, in this
+process or another, removes only what nobody holds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import errno
+import fcntl
 import hashlib
 import json
 import os
-import threading
 import re
+import shutil
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
@@ -29,15 +36,47 @@ from typing import Any
 import anyio
 import attrs
 
-from corral import hookimpl
-from corral.errors import BlobNotFound, DigestMismatch, StoreError
-from corral.names import validate_digest
-from corral.settings import Settings
-from corral.types import BlobPart, StoreSpec
+from corral import (
+    BlobNotFound,
+    BlobPart,
+    DigestMismatch,
+    Leftover,
+    NoSpace,
+    Settings,
+    SettingSpec,
+    StoreError,
+    StoreSpec,
+    hookimpl,
+    parse_go_duration,
+    validate_digest,
+)
 
 CHUNK = 1024 * 1024
+TEMP_GRACE = 60.0
+"""Seconds a temporary file nobody holds is kept after its last write (a writer that takes no lock
+may be working on it)."""
 _BLOB_NAME = re.compile(r"sha256-([0-9a-f]{64})")
+_PARTIAL_NAME = re.compile(r"sha256-[0-9a-f]{64}-partial")
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*")
+
+
+def _age(value: Any) -> float:
+    """A Go duration (``168h``) or seconds; 0 keeps partial data however old it is."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        seconds = float(text) if re.fullmatch(r"\d+(\.\d+)?", text) else parse_go_duration(text)
+    if seconds < 0:
+        raise ValueError("must be 0 (keep forever) or more")
+    return seconds
+
+
+@hookimpl
+def register_settings() -> list[SettingSpec]:
+    return [SettingSpec(key="store.partial_max_age", default=7 * 24 * 3600.0, converter=_age,
+                        help="partial downloads no pull has touched for this long are removed at start-up "
+                             "(168h; 0 keeps them for ever); newer ones resume whatever their age")]
 
 
 @hookimpl
@@ -45,15 +84,31 @@ def register_stores(settings: Settings) -> list[StoreSpec]:
     return [
         StoreSpec(
             name="fs",
-            factory=lambda settings: FsBlobStore(settings.models),
+            factory=lambda settings: FsBlobStore(settings.models,
+                                                 partial_max_age=settings.plugin.get("store.partial_max_age", 0.0)),
             description="Ollama's on-disk layout in OLLAMA_MODELS",
         )
     ]
 
 
+def _held(path: Path) -> bool:
+    """Whether some process holds a lock on ``path`` (see :func:`using`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's own lock
+
+
 def _os_error(action: str, path: Path, error: OSError) -> StoreError:
-    if error.errno == errno.ENOSPC:
-        return StoreError(f"no space left on device while {action} {path}")
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpace(f"no space left on device while {action} {path}")
     if error.errno == errno.EFBIG:
         return StoreError(f"file too large for the file system (or this process's file size limit) while {action} {path}")
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -77,6 +132,8 @@ def _replace_durably(tmp: Path, target: Path) -> None:
 @attrs.define(eq=False)
 class FsBlobStore:
     root: Path
+    partial_max_age: float = 0.0
+    """Seconds after which partial data no pull touched is swept at start-up; 0: never."""
 
     @property
     def location(self) -> str:
@@ -139,6 +196,7 @@ class FsBlobStore:
         size = 0
         await io("creating", lambda: self.blobs_dir.mkdir(parents=True, exist_ok=True))
         handle = await io("creating", tmp.open, "wb")
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # an upload may stall for a while: not abandoned
         try:
             buffer = bytearray()
             async for chunk in chunks:
@@ -261,20 +319,135 @@ class FsBlobStore:
         return await anyio.to_thread.run_sync(scan)
 
     async def cleanup(self, older_than: float) -> int:
+        """Remove leftovers nobody holds: temporary files and folders, and partial data older than
+        ``partial_max_age``. ``older_than`` is for unreferenced blobs (the ModelStore's business)."""
+
         def sweep() -> int:
-            cutoff = time.time() - older_than
+            now = time.time()
             removed = 0
-            for folder, pattern in ((self.blobs_dir, ".tmp-*"), (self.manifests_dir, "**/.tmp-*")):
-                for path in folder.glob(pattern) if folder.is_dir() else ():
-                    try:
-                        if path.stat().st_mtime < cutoff:
-                            path.unlink()
-                            removed += 1
-                    except FileNotFoundError:
-                        continue
+            for leftover in self._scan():
+                limit = 0.0 if leftover.kind == "temporary" else self.partial_max_age
+                if leftover.in_use or (leftover.kind != "temporary" and not limit):
+                    continue
+                if now - leftover.modified.timestamp() >= limit:
+                    removed += self._remove(leftover)
             return removed
 
         return await anyio.to_thread.run_sync(sweep)
+
+    async def leftovers(self) -> list[Leftover]:
+        """Partial data and temporary files, with their size on disk and whether a process holds
+        them (see ``corral prune``)."""
+        return await anyio.to_thread.run_sync(self._scan)
+
+    async def remove_leftover(self, leftover: Leftover) -> bool:
+        """Remove a leftover unless a process holds it by now; whether it went."""
+        return bool(await anyio.to_thread.run_sync(self._remove, leftover))
+
+    async def free_bytes(self) -> int:
+        def free() -> int:
+            folder = self.root
+            while not folder.exists() and folder != folder.parent:
+                folder = folder.parent
+            return shutil.disk_usage(folder).free
+
+        return await anyio.to_thread.run_sync(free)
+
+    async def reserved_bytes(self, digest: str) -> int:
+        """Disk space a blob's partial data already holds (a resumed pull needs that much less)."""
+        path = self._blob(digest).with_name(self._blob(digest).name + "-partial")
+
+        def allocated() -> int:
+            try:
+                return path.stat().st_blocks * 512
+            except FileNotFoundError:
+                return 0
+
+        return await anyio.to_thread.run_sync(allocated)
+
+    def _scan(self) -> list[Leftover]:
+        found: list[Leftover] = []
+        if self.blobs_dir.is_dir():
+            for entry in self.blobs_dir.iterdir():
+                if _PARTIAL_NAME.fullmatch(entry.name):
+                    records = sorted(self.blobs_dir.glob(entry.name + "-*"))
+                    found.append(self._leftover([entry, *records], "partial download"))
+                elif entry.name.startswith(".tmp-"):
+                    found.append(self._leftover([entry], "temporary"))
+        if self.manifests_dir.is_dir():
+            for entry in self.manifests_dir.glob("**/.tmp-*"):
+                found.append(self._leftover([entry], "temporary"))
+        if self.root.is_dir():
+            for entry in self.root.glob(".tmp-*"):
+                found.append(self._leftover([entry], "temporary"))
+        downloads = self.root / ".downloads"
+        if downloads.is_dir():  # the hub sources' downloads: one leftover per model folder (or file)
+            groups: dict[Path, list[Path]] = {}
+            for file in downloads.rglob("*"):
+                if file.is_file():
+                    relative = file.relative_to(downloads).parts
+                    groups.setdefault(downloads.joinpath(*relative[:3]), []).append(file)
+            for top, files in sorted(groups.items()):
+                found.append(self._leftover([top], "partial download", files=files))
+        return [leftover for leftover in found if leftover is not None]
+
+    def _holders(self, paths: list[Path], files: list[Path]) -> list[Path]:
+        """What a process working on a leftover locks: the leftover itself, or for a download, any
+        of its files or the folders above it up to ``.downloads``."""
+        downloads = self.root / ".downloads"
+        if not paths[0].is_relative_to(downloads):
+            return paths[:1]
+        above = [parent for parent in paths[0].parents if parent.is_relative_to(downloads) and parent != downloads]
+        return [*files, *([paths[0]] if paths[0].is_dir() else []), *above]
+
+    def _leftover(self, paths: list[Path], kind: str, *, files: list[Path] | None = None) -> Leftover | None:
+        files = files if files is not None else [
+            found for path in paths for found in ([path] if not path.is_dir() else path.rglob("*"))]
+        size, modified = 0, 0.0
+        for file in files:
+            try:
+                stat = file.lstat()
+            except FileNotFoundError:
+                continue
+            size += stat.st_blocks * 512
+            modified = max(modified, stat.st_mtime)
+        for path in paths:
+            try:
+                modified = max(modified, path.lstat().st_mtime)
+            except FileNotFoundError:
+                pass
+        if not modified:
+            return None
+        # a temporary file this new may come from a writer that takes no lock (a manifest's, the
+        # quantizer's); folders are made by corral's own code, which locks them
+        fresh = kind == "temporary" and not paths[0].is_dir() and time.time() - modified < TEMP_GRACE
+        held = fresh or any(_held(path) for path in self._holders(paths, files))
+        return Leftover(name=str(paths[0].relative_to(self.root)), kind=kind, size=size,
+                        modified=dt.datetime.fromtimestamp(modified, dt.timezone.utc), in_use=held,
+                        paths=tuple(str(path.relative_to(self.root)) for path in paths))
+
+    def _remove(self, leftover: Leftover) -> int:
+        paths = [self.root / path for path in leftover.paths]
+        for path in paths:  # never outside the store, whatever the record says
+            if not path.resolve().is_relative_to(self.root.resolve()) or path.resolve() == self.root.resolve():
+                raise StoreError(f"refusing to remove {path}: not inside the store")
+        downloads = self.root / ".downloads"
+        current = self._leftover(paths, leftover.kind)
+        if current is None or current.in_use:
+            return 0
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        parent = paths[0].parent
+        while parent.is_relative_to(downloads) and parent != downloads:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+        return 1
 
 
 HASH_CHUNK = 4 * 1024 * 1024
@@ -297,6 +470,7 @@ class FsPartialBlob:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # a pull works on it: the leftover sweep keeps it
             if os.fstat(fd).st_size not in (0, size):  # left by a download of other data: start over
                 os.ftruncate(fd, 0)
                 for record in path.parent.glob(path.name + "-*"):

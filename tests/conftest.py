@@ -48,3 +48,41 @@ def server(server_env: dict[str, str]):
 
     with running_server(server_env) as url:
         yield url
+
+
+FAKE_NAMES = {"metadata.test": "169.254.169.254", "private.test": "10.1.2.3", "v6-metadata.test": "fe80::1"}
+
+
+@pytest.fixture
+def no_outside_traffic(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names under ``.test`` resolve to link-local and private addresses (``FAKE_NAMES``), and any
+    connection this process tries beyond loopback is refused and recorded instead of made: a test of
+    the outbound policy sends nothing off the machine even when the policy is broken."""
+    import ipaddress
+    import socket
+
+    attempts: list[str] = []
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.create_connection
+
+    def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(host, str) and host in FAKE_NAMES:
+            address = FAKE_NAMES[host]
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sockaddr = (address, port or 0, 0, 0) if family == socket.AF_INET6 else (address, port or 0)
+            return [(family, socket.SOCK_STREAM, 6, "", sockaddr)]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    def create_connection(address, *args, **kwargs):  # type: ignore[no-untyped-def]
+        host = address[0]
+        try:
+            outside = not ipaddress.ip_address(getaddrinfo(host, 0)[0][4][0]).is_loopback
+        except (OSError, ValueError):
+            outside = True
+        if outside:
+            attempts.append(str(host))
+            raise ConnectionRefusedError(111, "refused by the test: not a loopback address")
+        return real_connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    return attempts

@@ -7,11 +7,14 @@ spec (POST an upload session, PATCH with Content-Range, PUT ``?digest=``; cross-
 
 It misbehaves on demand, once per queued fault, on the next CDN blob GET: ``drop`` the connection
 after some bytes, send ``corrupt`` bytes, answer ``500``, or ``stall`` for a while. It counts every
-byte the CDN sends, per digest, and logs every request.
+byte the CDN sends, per digest, and logs every request. Other knobs make it hostile for good: a
+gzip ``bomb`` as the answer to the manifest, the token or an error, blob redirects to any URL, a
+``throttle`` on the CDN's bytes per second, and ``lie`` about a blob's size.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +24,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,6 +36,15 @@ import attrs
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 _REPO = r"(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+@functools.cache
+def gzip_bomb(size: int) -> bytes:
+    """``size`` zero bytes, gzipped (about a thousandth of that), made without holding them."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    parts = [compressor.compress(zeros) for _ in range(size >> 20)]
+    return b"".join(parts) + compressor.flush()
 
 
 @attrs.define(kw_only=True)
@@ -58,6 +71,19 @@ class FakeRegistry:
     ignore_ranges: bool = False
     """answer ranged blob requests with the whole blob (200), as some plain HTTP servers do"""
     uploads: dict[str, bytearray] = attrs.field(factory=dict)
+    bomb: str | None = None
+    """"manifest", "token" or "error" (the manifest GET answers 400): that answer is a gzip bomb"""
+    bomb_size: int = 256 * 1024 * 1024
+    error_text: str | None = None
+    """when set, the manifest GET answers 400 with this body"""
+    redirect_to: str | None = None
+    """where blob GETs are redirected instead of the CDN (``{cdn}`` is the CDN's address)"""
+    throttle: float | None = None
+    """bytes per second each CDN response sends at most"""
+    lie: dict[str, int] = attrs.field(factory=dict)
+    """digest -> the total size the CDN claims in Content-Range"""
+    tls: object | None = None
+    """an ``ssl.SSLContext``: the registry port speaks https (the CDN stays plain http)"""
     port: int = 0
     cdn_port: int = 0
     _servers: list[ThreadingHTTPServer] = attrs.field(factory=list)
@@ -122,6 +148,8 @@ class FakeRegistry:
 
         for handler, attr in ((Registry, "port"), (Cdn, "cdn_port")):
             server = ThreadingHTTPServer(("127.0.0.1", getattr(self, attr)), handler)
+            if self.tls is not None and attr == "port":
+                server.socket = self.tls.wrap_socket(server.socket, server_side=True)  # type: ignore[attr-defined]
             server.daemon_threads = True
             setattr(self, attr, server.server_address[1])
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -179,6 +207,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, code: str, message: str) -> None:
         self._send(status, json.dumps({"errors": [{"code": code, "message": message}]}).encode())
 
+    def _bomb(self, status: int) -> None:
+        self._send(status, gzip_bomb(self.fake.bomb_size), {"Content-Encoding": "gzip"})
+
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
@@ -189,7 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         if header.startswith("Bearer ") and header[7:] in self.fake.tokens:
             return True
-        realm = f"http://{self.fake.host}/token"
+        realm = f"{'https' if self.fake.tls else 'http'}://{self.fake.host}/token"
         self._send(401, json.dumps({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}).encode(),
                    {"WWW-Authenticate": f'Bearer realm="{realm}",service="fake-registry",'
                                         f'scope="repository:{repo}:{action}"'})
@@ -224,6 +255,8 @@ class _Handler(BaseHTTPRequestHandler):
             match = re.fullmatch(r"/blobs/(sha256:[0-9a-f]{64})", path)
             return self._cdn_blob(match.group(1)) if match else self._error(404, "NOT_FOUND", "no such path")
         if path == "/token":
+            if self.fake.bomb == "token":
+                return self._bomb(200)
             token = uuid.uuid4().hex
             self.fake.tokens.add(token)
             return self._send(200, json.dumps({"token": token}).encode())
@@ -249,6 +282,10 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._error(400, "BLOB_UNKNOWN", f"blob {layer['digest']} unknown")
             self.fake.manifests[(repo, ref)] = raw
             return self._send(201, b"", {"Content-Length": "0"})
+        if self.fake.error_text is not None:
+            return self._send(400, self.fake.error_text.encode())
+        if self.fake.bomb in ("manifest", "error"):
+            return self._bomb(200 if self.fake.bomb == "manifest" else 400)
         if MANIFEST_TYPE not in (self.headers.get("Accept") or ""):
             return self._error(406, "MANIFEST_UNKNOWN", "no manifest of an accepted media type")
         raw = self.fake.manifests.get((repo, ref))
@@ -267,6 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b"", {"Content-Length": str(file.stat().st_size),
                                          "Docker-Content-Digest": digest})
         location = f"http://127.0.0.1:{self.fake.cdn_port}/blobs/{digest}?expires={int(time.time()) + 3600}"
+        if self.fake.redirect_to is not None:
+            location = self.fake.redirect_to.format(cdn=f"127.0.0.1:{self.fake.cdn_port}", digest=digest)
         self._send(307, b"", {"Location": location, "Content-Length": "0"})
 
     def _cdn_blob(self, digest: str) -> None:
@@ -293,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Accept-Ranges", "bytes")
         if ranged:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Content-Range", f"bytes {start}-{end}/{self.fake.lie.get(digest, size)}")
         self.end_headers()
         self.wfile.flush()
         with file.open("rb") as handle:
@@ -324,16 +363,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _sendfile(self, handle: Any, digest: str, offset: int, count: int) -> None:
         sent = 0
+        step = 8 << 20 if self.fake.throttle is None else max(1, int(self.fake.throttle / 20))
         try:
             while sent < count:
-                done = self.connection.sendfile(handle, offset + sent, min(count - sent, 8 << 20))
+                if self.fake.throttle is not None:
+                    time.sleep(0.05)
+                done = self.connection.sendfile(handle, offset + sent, min(count - sent, step))
                 if not done:
                     break
                 sent += done
+                self.fake.served[digest] += done
         except OSError:
             self.close_connection = True
-        finally:
-            self.fake.served[digest] += sent
 
     def _upload(self, repo: str, upload_id: str, query: dict[str, list[str]]) -> None:
         if not self._authorized(repo, "push"):

@@ -6,7 +6,8 @@
 - package_index: a folder served as a PEP 503 simple index, for pip.
 
 Each records the requests it saw (``log``) and has knobs to answer 500, drop the connection in
-the middle of a file, or announce a wrong sha256.
+the middle of a file, announce a wrong sha256 (or none), answer a range with the wrong bytes,
+redirect elsewhere, or send a gzip bomb.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class Faults:
     wrong_sha256: bool = False  # announce a sha256 that is not the file's
     ignore_range: bool = False
     garbage: bool = False  # answer listings with 200 and a body that is not the API's JSON
+    no_sha256: bool = False  # list files without their sha256
+    wrong_range: bool = False  # answer a Range request with 206 and the file from its start
+    bomb: int = 0  # answer listings with a gzip bomb of this many bytes (sent whatever was asked)
+    redirect: str | None = None  # redirect files (ModelScope) or listings (Hugging Face) here; {url} and {path}
 
 
 class _Server(ThreadingHTTPServer):
@@ -111,6 +116,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def send_bomb(self) -> None:
+        from fake_registry import gzip_bomb
+
+        body = gzip_bomb(self.state.faults.bomb)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def fault_status(self, *, file: bool) -> int | None:
         faults: Faults = self.state.faults
         if faults.status is not None and faults.status_times > 0:
@@ -127,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Range")
         if header and header.startswith("bytes=") and not faults.ignore_range:
             first, _, last = header[len("bytes="):].partition("-")
-            start = int(first)
+            start = 0 if faults.wrong_range else int(first)
             end = int(last) + 1 if last else len(data)
             body = data[start:end]
             self.send_response(206)
@@ -196,6 +218,10 @@ class _HfHandler(_Handler):
         if status is not None:
             return self.send_json(status, {"error": "Internal Error"})
         if path.startswith("/api/models/"):
+            if hub.faults.bomb:
+                return self.send_bomb()
+            if hub.faults.redirect and self.headers.get("Host", "").startswith("127.0.0.1"):
+                return self.send_redirect(hub.faults.redirect.format(url=hub.url, path=self.path))
             return self.tree(path.removeprefix("/api/models/"), parse_qs(parts.query))
         if "/resolve/" in path:
             repo, _, rest = path.lstrip("/").partition("/resolve/")
@@ -288,6 +314,12 @@ class _ModelScopeHandler(_Handler):
         query = {key: values[0] for key, values in parse_qs(parts.query).items()}
         hub.log.append((self.command, self.path, dict(self.headers)))
         path = unquote(parts.path)
+        if path.startswith("/cdn/"):  # where files are redirected to (another host name: localhost)
+            model_id, _, file_path = path.removeprefix("/cdn/").rpartition("/files/")
+            file = hub.repos.get(model_id, {}).get(file_path)
+            if file is None:
+                return self.send_json(404, {"Code": 404, "Message": "file not found", "Success": False})
+            return self.send_file(file.read(), {"Content-Type": "application/octet-stream"})
         if not path.startswith("/api/v1/models/"):
             return self.send_json(404, {"Code": 404, "Message": "not found"})
         rest = path.removeprefix("/api/v1/models/")
@@ -299,16 +331,24 @@ class _ModelScopeHandler(_Handler):
         files = hub.repos.get(model_id)
         if files is None:
             return self.send_json(404, {"Code": 10010205001, "Message": f"model {model_id} not found", "Success": False})
+        if listing and hub.faults.bomb:
+            return self.send_bomb()
         if listing and hub.faults.garbage:
             return self.send_json(200, {"Code": 200, "Data": {"Files": [{"Path": "m.gguf", "Size": "big"}]}})
         if listing:
             entries = [{"Name": name.rpartition("/")[2], "Path": name, "Type": "blob", "Size": file.size,
                         "Sha256": "f" * 64 if hub.faults.wrong_sha256 else file.sha256(), "Revision": COMMIT}
                        for name, file in sorted(files.items())]
+            if hub.faults.no_sha256:
+                for entry in entries:
+                    del entry["Sha256"]
             return self.send_json(200, {"Code": 200, "Data": {"Files": entries}, "Message": "success", "Success": True})
         file = files.get(query.get("FilePath", ""))
         if file is None:
             return self.send_json(404, {"Code": 404, "Message": "file not found", "Success": False})
+        if hub.faults.redirect:
+            target = f"/cdn/{model_id}/files/{query['FilePath']}"
+            return self.send_redirect(hub.faults.redirect.format(url=hub.url, path=target))
         self.send_file(file.read(), {"Content-Type": "application/octet-stream"})
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -63,18 +64,24 @@ WEATHER_CALL_SHAPE = {"type": "object", "properties": {
 SMOL_PARAMS = {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2}
 
 
-def runner_pids(store: Path) -> list[int]:
-    """The llama.cpp runner processes serving models of ``store``."""
+def processes_with(command: bytes, environment: str) -> list[int]:
+    """Processes whose command line holds ``command`` and whose environment has ``environment``."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes()
+                environ = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"runtime_llamacpp.runner" in cmdline and str(store).encode() in cmdline:
+            if command in cmdline and environment.encode() in environ:
                 pids.append(int(entry.name))
     return pids
+
+
+def runner_pids(store: Path) -> list[int]:
+    """The llama.cpp runner processes (a warm spare included) of servers of ``store``."""
+    return processes_with(b"runtime_llamacpp.runner", f"OLLAMA_MODELS={store}")
 
 
 def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] = ("registry.ollama.ai", "library", "smol", "latest"),
@@ -90,8 +97,12 @@ def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] =
 
 
 @contextmanager
-def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]:
-    """Run ``corral serve`` with ``env``; yield its URL; SIGTERM it and check it exits cleanly."""
+def running_server(env: dict[str, str], *, timeout: float = 30, scheme: str = "http", verify: Any = True,
+                   log: list[str] | None = None) -> Iterator[str]:
+    """Run ``corral serve`` with ``env``; yield its URL; SIGTERM it and check it exits cleanly.
+
+    ``scheme="https"`` with ``verify`` (what httpx takes) for a server with TLS settings in ``env``;
+    ``log`` receives the server's output lines as they come."""
     port = free_port()
     env = {**env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
     process = subprocess.Popen(
@@ -99,7 +110,7 @@ def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     # Drain the log as it comes: a pipe nobody reads fills up (64 KB) and then blocks the server.
-    lines: list[str] = []
+    lines: list[str] = [] if log is None else log
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
 
@@ -107,11 +118,11 @@ def running_server(env: dict[str, str], *, timeout: float = 30) -> Iterator[str]
         reader.join(timeout=10)
         return "".join(lines)
 
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1, verify=verify).status_code == 200:
                 break
         except httpx.TransportError:
             pass

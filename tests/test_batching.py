@@ -1,6 +1,6 @@
-"""The llama.cpp runner's engine on the real SmolLM2 model: continuous batching, per-completion
-options, cancelling one completion, the prompt cache of each slot, and embeddings beside
-generation. The engine is driven in this process as the runner's transport drives it."""
+"""The llama.cpp engine on the real SmolLM2 model: continuous batching, per-completion options,
+cancelling one completion, the prompt cache of each slot, and embeddings beside generation. The
+engine is driven in this process as a runner (corral.sdk.runner) drives it."""
 
 from __future__ import annotations
 
@@ -51,9 +51,9 @@ class Collect:
 
 
 def new_engine(model: Path, **config: Any) -> Any:
-    from corral.plugins.runtime_llamacpp.engine import Engine
+    from corral.plugins.runtime_llamacpp.runner import Runner
 
-    return Engine({"model_path": str(model), "num_ctx": 2048, "num_parallel": 4, "stream_interval_ms": 0,
+    return Runner({"model_path": str(model), "num_ctx": 2048, "num_parallel": 4, "stream_interval_ms": 0,
                    "num_thread": 2, **config})
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corral.plugins.runtime_llamacpp.cpu_share import Turns, cores, runner_settings, runner_threads
+from corral.plugins.runtime_llamacpp.cpu_share import Turns, cores, runner_threads, turn_lock_path
 from servers import running_server, runner_pids, store_with_smollm2
 
 HOLD = """
@@ -37,9 +37,7 @@ def test_threads_never_exceed_the_cores() -> None:
     assert runner_threads() == available
     assert runner_threads(1) == 1
     assert runner_threads(available + 7) == available
-    settings = runner_settings(64)
-    assert settings["num_thread"] == available
-    assert str(settings["turn_lock"]).endswith(".lock") and str(os.getuid()) in str(settings["turn_lock"])
+    assert turn_lock_path().endswith(".lock") and f"corral-{os.getuid()}-cpus-" in turn_lock_path()
 
 
 def test_one_process_decodes_at_a_time_and_a_dead_one_blocks_nobody(tmp_path: Path) -> None:
@@ -105,10 +103,26 @@ def test_two_models_generate_at_once_with_capped_threads_and_one_turn_lock(
         for thread in threads:
             thread.join()
         assert together == alone and alone["smol"]
-        configs = []
-        for pid in runner_pids(smol_store):
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            configs += [json.loads(arg) for arg in argv if arg.startswith(b"{") and b"model_path" in arg]
-    assert len(configs) == 2
-    assert {config["num_thread"] for config in configs} == {len(cores())}
-    assert len({config["turn_lock"] for config in configs}) == 1
+        holding = [pid for pid in runner_pids(smol_store) if turn_lock_path() in open_files(pid)]
+    assert len(holding) == 2  # both runners (not the warm spare) take turns on one lock
+
+
+def open_files(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            found.add(os.readlink(fd))
+    return found
+
+
+@pytest.mark.slow
+def test_an_engine_uses_no_more_threads_than_cores(smollm2_gguf: Path) -> None:
+    from corral.plugins.runtime_llamacpp.runner import Runner
+
+    engine = Runner({"model_path": str(smollm2_gguf), "num_ctx": 256, "num_thread": 64})
+    try:
+        assert engine.threads == len(cores())
+        assert turn_lock_path() in open_files(os.getpid())
+    finally:
+        engine.close()
+    assert turn_lock_path() not in open_files(os.getpid())

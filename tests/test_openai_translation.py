@@ -10,6 +10,7 @@ import pytest
 from corral.errors import InvalidRequest
 from corral.inference import Metrics, Reply
 from corral.plugins.openai import requests, responses
+from corral.sdk.http import openai_error
 
 IMAGE = base64.b64encode(b"\x89PNG fake image bytes").decode()
 CALL = {"id": "id_abc", "type": "function",
@@ -113,4 +114,4 @@ def test_reply_shapes() -> None:
     assert [chunk["choices"][0]["delta"] for chunk in mixed] == [{"role": "assistant", "reasoning": "hmm"}, {"content": "Hi"}]
     finish = responses.finish_chunk("c", "m", 5, Reply(done=True, done_reason="length"), tool_call_sent=True)
     assert finish["choices"] == [{"index": 0, "delta": {}, "finish_reason": "length"}]
-    assert responses.error_body("boom", 503)["error"] == {"message": "boom", "type": "api_error", "param": None, "code": None}
+    assert openai_error("boom", 503)["error"] == {"message": "boom", "type": "api_error", "param": None, "code": None}

@@ -9,7 +9,7 @@ import tomllib
 
 from support import REPO
 
-FOLDERS = {"core": "corral", "plugins": "corral.plugins", "contrib": "corral.contrib"}
+FOLDERS = {"core": "corral", "sdk": "corral.sdk", "plugins": "corral.plugins", "contrib": "corral.contrib"}
 
 
 def declared_packages() -> set[str]:
@@ -32,13 +32,13 @@ def test_declared_packages_match_the_folder_tree() -> None:
     assert declared_packages() == tree_packages()
 
 
-def test_package_dir_maps_the_three_folders() -> None:
+def test_package_dir_maps_the_four_folders() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert config["tool"]["setuptools"]["package-dir"] == {v: k for k, v in FOLDERS.items()}
 
 
 def test_repo_folder_names_are_not_importable(tmp_path) -> None:
-    for name in ("core", "plugins", "contrib"):
+    for name in FOLDERS:
         result = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path, capture_output=True)
         assert result.returncode != 0, f"'import {name}' must fail outside the source tree"
 

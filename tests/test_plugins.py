@@ -43,7 +43,7 @@ def test_each_manager_is_fresh() -> None:
 def test_bundled_plugins_are_registered_by_name_first() -> None:
     pm = make_plugin_manager(load_entry_points=False)
     names = pm.plugin_names()
-    assert names[: len(BUNDLED_PLUGINS)] == ["defaults", "store_fs", "source_ollama", "cli", "server",
+    assert names[: len(BUNDLED_PLUGINS)] == ["defaults", "store_fs", "outbound", "source_ollama", "cli", "server",
                                              "runtime_llamacpp", "openai", "source_hf", "source_modelscope", "source_pip",
                                              "webui"]
     assert all(pm.origins[name] == "bundled" for name in names)

@@ -286,3 +286,21 @@ def test_reference_parsing_guards_every_entry_point(tmp_path: Path) -> None:
         with pytest.raises(InvalidName):
             run(store.find, bad)
     assert parse_reference("m").parts == ("registry.ollama.ai", "library", "m", "latest")
+
+
+def test_a_held_blob_outlives_the_delete_of_the_last_model_naming_it(tmp_path: Path) -> None:
+    """A pull or create in progress holds the blobs it will name: a delete meanwhile keeps them."""
+    ollama_model(tmp_path, (*LIB, "old", "latest"), b"shared-weights")
+    store = make_store(tmp_path)
+
+    async def scenario() -> None:
+        info = await store.get("old")
+        async with store.holding(info.manifest.digests):
+            await store.delete("old")
+            assert all([await store.has_blob(digest) for digest in info.manifest.digests])
+            await store.put("new", info.manifest)  # the pull's manifest, written last
+        assert (await store.get("new")).manifest == info.manifest
+        await store.delete("new")
+        assert not any([await store.has_blob(digest) for digest in info.manifest.digests])
+
+    run(scenario)

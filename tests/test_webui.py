@@ -434,3 +434,60 @@ def test_a_bad_webui_port_is_a_config_error(tmp_path: Path) -> None:
     result = run_corral("serve", env=env)
     assert result.returncode != 0
     assert "CORRAL_WEBUI_PORT" in result.stderr and "70000" in result.stderr
+
+
+# --- a server with API keys -------------------------------------------------------------------
+
+FULL_KEY = "webui-full-key-0123456789"
+INFERENCE_KEY = "webui-inference-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(ui_env: dict[str, str]) -> Iterator[str]:
+    with running_server({**ui_env, "CORRAL_API_KEYS": FULL_KEY, "CORRAL_INFERENCE_KEYS": INFERENCE_KEY}) as url:
+        yield url
+
+
+def enter_key(page: Any, key: str, message: str) -> None:
+    page.wait_for_selector("#key-dialog[open]")
+    assert page.inner_text("#key-message") == message
+    page.fill("#key-input", key)
+    page.press("#key-input", "Enter")
+
+
+def test_the_page_asks_for_a_key_and_keeps_it_for_the_tab(browser: Any, keyed_server: str) -> None:
+    page = new_page(browser, keyed_server)
+    shot(page, "12-key-asked")
+    enter_key(page, "not-the-key-0123456789", "This server needs an API key. Ask its operator for one.")
+    enter_key(page, INFERENCE_KEY, "The server did not accept that API key. Check it and enter it again.")
+    wait_for_models(page, "smol:latest")
+    assert not page.is_visible("#key-dialog")
+    send(page, "Say hello.")
+    wait_for_answer(page)
+    assert texts(page, ".message.assistant .content")[0]
+    assert page.evaluate("sessionStorage.getItem('corral.apiKey')") == INFERENCE_KEY
+    assert INFERENCE_KEY not in json.dumps(page.evaluate("Object.entries(localStorage)"))
+
+    # A reload keeps it; an inference key may not delete, and the page says why.
+    page.reload()
+    wait_for_models(page, "smol:latest")
+    assert not page.is_visible("#key-dialog")
+    page.click("#open-models")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#installed .model-row:has-text('smol:latest') button:has-text('Delete')")
+    refusal = page.wait_for_selector("#models-error:not([hidden])")
+    assert refusal.inner_text() == ("Your API key may only chat with models and list them: pulling and "
+                                    "deleting need a full key.")
+    assert "smol:latest" in texts(page, "#installed .model-name")
+    shot(page, "13-key-forbidden")
+    assert page.errors == []
+    page.context.close()
+
+    # Another browser session starts without it.
+    other = new_page(browser, keyed_server)
+    other.wait_for_selector("#key-dialog[open]")
+    other.click("#key-dialog button:has-text('Cancel')")
+    banner = other.wait_for_selector("#banner:not([hidden])")
+    assert "This server needs an API key" in banner.inner_text()
+    assert other.errors == []
+    other.context.close()

@@ -13,8 +13,7 @@ from typing import Any
 import attrs
 import click
 
-from corral import __version__
-from corral.errors import ConfigError, CorralError
+from corral import ConfigError, CorralError, __version__
 
 
 @attrs.define(eq=False)
@@ -26,11 +25,11 @@ class CliState:
 
     def kernel(self) -> Any:
         if self._kernel is None:
-            from corral.kernel import Kernel
+            from corral.sdk.app import create_kernel
 
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                self._kernel = Kernel.create(overrides=self.overrides)
+                self._kernel = create_kernel(overrides=self.overrides)
             for warning in caught:
                 click.echo(f"Warning: {warning.message}", err=True)
         return self._kernel
@@ -67,8 +66,8 @@ def _command_plugin_manager() -> Any:
     A broken config file must not hide ``--help``: then the defaults are used here and the error
     is reported by the first command that needs settings.
     """
-    from corral.manager import make_plugin_manager
-    from corral.settings import Settings
+    from corral import Settings
+    from corral.sdk.app import make_plugin_manager
 
     try:
         settings = Settings.load()

@@ -5,6 +5,10 @@ server answers there (``HEAD /``). When nothing answers at a local address it st
 ``corral serve`` in the background and waits for it, so models stay loaded between commands;
 at a non-local address it never starts anything and fails with a clear message.
 
+Every request carries ``Authorization: Bearer <key>`` when a key is set (``CORRAL_API_KEY``, or
+``client.api_key``, or for a server on this machine the first plain ``server.api_keys``). Over ``https://`` it trusts the
+system's certificates plus those in ``SSL_CERT_FILE`` (or ``SSL_CERT_DIR``).
+
 Errors become :class:`corral.errors.CorralError` with the server's own message, which ``main()``
 prints as ``Error: ...`` with exit code 1. httpx is imported only when a request is made:
 ``corral --help`` must not import it.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -23,8 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from corral.errors import CorralError
-from corral.plugins.transport import failure_reason
+from corral import CorralError
+from corral.sdk.transport import failure_reason
 
 START_TIMEOUT = 30.0
 """Seconds to wait for an autostarted server to answer."""
@@ -83,22 +88,34 @@ class Client:
     """One server, reached at ``url``. Use :meth:`for_state` in commands."""
 
     def __init__(self, url: str, *, local: bool, overrides: Mapping[str, str] | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, api_key: str = "") -> None:
         self.url = url.rstrip("/")
         self.local = local
         self.overrides = dict(overrides or {})
         self.environ = dict(os.environ if environ is None else environ)
+        self.api_key = api_key
         self._http: Any = None
 
     @classmethod
     def for_state(cls, state: Any) -> Client:
-        """The client for a CLI invocation: OLLAMA_HOST, the config file and ``--set`` overrides."""
-        from corral.settings import Settings
+        """The client for a CLI invocation: OLLAMA_HOST, the config file and ``--set`` overrides.
+
+        A server at a local address may be started by the command: one at ``http://``, or at
+        ``https://`` when the settings give it a certificate (``server.tls_cert``).
+        """
+        from corral import Settings
 
         settings = Settings.load(overrides=state.overrides)
         host = settings.host
-        return cls(host.url, local=host.scheme == "http" and is_local_host(host.host),
-                   overrides=state.overrides, environ=settings.environ)
+        local = is_local_host(host.host)
+        key = settings.client_api_key
+        if not key and local:
+            # The server on this machine, set up by the same config file: its first plain full key.
+            # (Never sent elsewhere: another server's keys are its own.)
+            key = next((entry for entry in settings.api_keys if not entry.startswith("sha256:")), "")
+        startable = host.scheme == "http" or settings.tls_cert is not None
+        return cls(host.url, local=startable and local, overrides=state.overrides, environ=settings.environ,
+                   api_key=key)
 
     # HTTP
 
@@ -108,12 +125,16 @@ class Client:
                 import httpx
             except ImportError:
                 raise CorralError("the command line needs httpx: pip install httpx") from None
+            headers = {"User-Agent": f"corral/{_version()} ({sys.platform}) Python/{sys.version.split()[0]}"}
+            if self.api_key:
+                headers["Authorization"] = f"Bearer {self.api_key}"
             # Like Go's http client, never send loopback traffic through a proxy.
             self._http = httpx.Client(
                 base_url=self.url,
                 timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
                 trust_env=not self.local,
-                headers={"User-Agent": f"corral/{_version()} ({sys.platform}) Python/{sys.version.split()[0]}"},
+                verify=trusted_certificates(self.environ) if self.url.startswith("https:") else True,
+                headers=headers,
             )
         return self._http
 
@@ -139,11 +160,18 @@ class Client:
             headers["Content-Type"] = "application/json"
         try:
             request = client.build_request(method, path, content=content, headers=headers)
-            return client.send(request, stream=stream)
+            response = client.send(request, stream=stream)
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            raise ConnectionFailed(self._unreachable(error)) from None
+            raise self._connect_failure(error) from None
         except httpx.TransportError as error:
             raise CorralError(f"lost the connection to the server at {self.url}: {failure_reason(error)}") from None
+        if response.status_code == 401:
+            response.read()
+            response.close()
+            hint = ("the key comes from CORRAL_API_KEY or client.api_key" if self.api_key
+                    else f"set CORRAL_API_KEY to a key of the server at {self.url}")
+            raise ServerError(f"{_message(response)}; {hint}", 401)
+        return response
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """One JSON request; the decoded JSON answer, or None for an empty body."""
@@ -199,7 +227,7 @@ class Client:
         try:
             response = self._client().post(f"/api/blobs/{digest}", content=chunks)
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            raise ConnectionFailed(self._unreachable(error)) from None
+            raise self._connect_failure(error) from None
         except httpx.TransportError as error:
             raise CorralError(f"lost the connection to the server at {self.url}: {failure_reason(error)}") from None
         if response.status_code >= 400:
@@ -231,9 +259,21 @@ class Client:
                 raise
         self._start_server()
 
-    def _unreachable(self, error: Exception) -> str:
-        return (f"could not connect to corral server at {self.url} ({failure_reason(error)}), "
-                f"run 'corral serve' to start it")
+    def _connect_failure(self, error: Exception) -> CorralError:
+        """ConnectionFailed when nothing answers; a plain error when a server answered but its
+        certificate is not trusted (starting another server would not help)."""
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, ssl.SSLError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return CorralError(f"the server at {self.url} presented a certificate this machine does not trust "
+                               f"({cause.verify_message}): set SSL_CERT_FILE to the certificate of the "
+                               "authority that signed it")
+        if isinstance(cause, ssl.SSLError):
+            return CorralError(f"TLS with the server at {self.url} failed ({cause.reason or cause}); "
+                               "is it serving HTTPS?")
+        return ConnectionFailed(f"could not connect to corral server at {self.url} ({failure_reason(error)}), "
+                                f"run 'corral serve' to start it")
 
     def _start_server(self) -> None:
         log = log_path(self.environ)
@@ -269,6 +309,27 @@ class Client:
                                   f"{_last_line(log)}; see {log}")
             time.sleep(0.1)
         print(f"Started corral server at {self.url} (pid {process.pid}, log {log})", file=sys.stderr)
+
+
+def trusted_certificates(environ: Mapping[str, str]) -> ssl.SSLContext:
+    """A TLS context trusting the system's certificates plus SSL_CERT_FILE and SSL_CERT_DIR.
+
+    (OpenSSL alone uses SSL_CERT_FILE instead of the system's certificates, not beside them.)
+    """
+    context = ssl.create_default_context()
+    defaults = ssl.get_default_verify_paths()
+    for name, cafile, capath in (("", defaults.openssl_cafile, defaults.openssl_capath),
+                                 ("SSL_CERT_FILE", environ.get("SSL_CERT_FILE"), None),
+                                 ("SSL_CERT_DIR", None, environ.get("SSL_CERT_DIR"))):
+        try:
+            if cafile and (name or os.path.isfile(cafile)):
+                context.load_verify_locations(cafile=cafile)
+            if capath and (name or os.path.isdir(capath)):
+                context.load_verify_locations(capath=capath)
+        except (OSError, ssl.SSLError) as error:
+            raise CorralError(f"{name}={cafile or capath}: cannot load certificates: "
+                              f"{getattr(error, 'strerror', None) or error}") from None
+    return context
 
 
 def _argv() -> list[str]:

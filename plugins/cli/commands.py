@@ -14,6 +14,7 @@ from corral import hookimpl
 from .convert_command import convert_command
 from .create_command import create_command, quantize_command
 from .model_commands import cp_command, list_command, ps_command, rm_command, show_command, stop_command
+from .prune_command import prune_command
 from .run_command import run_command
 from .table import columns
 from .transfer_commands import pull_command, push_command
@@ -28,7 +29,7 @@ def register_commands(cli: click.Group) -> None:
     cli.add_command(create_command)
     cli.add_command(quantize_command)
     for command in (list_command, show_command, cp_command, rm_command, ps_command, stop_command,
-                    pull_command, push_command):
+                    pull_command, push_command, prune_command):
         cli.add_command(command)
     # `corral ls`: the same command under Ollama's alias, kept out of the command list.
     cli.add_command(click.Command("ls", callback=list_command.callback, params=list_command.params,
@@ -36,8 +37,7 @@ def register_commands(cli: click.Group) -> None:
 
 
 def _shown(value: Any) -> Any:
-    from corral.durations import FOREVER, format_go_duration
-    from corral.settings import HostSpec
+    from corral import FOREVER, HostSpec, format_go_duration
 
     if isinstance(value, HostSpec):
         return value.url
@@ -63,11 +63,14 @@ def config_command(state: Any, as_json: bool) -> None:
     kernel = state.kernel()
     settings = kernel.settings
     keys = list(settings.origin_of)
-    values = {key: _shown(settings.value_of(key)) for key in keys}
+    values = {key: _hidden(settings.value_of(key)) if settings.is_secret(key) else _shown(settings.value_of(key))
+              for key in keys}
+    warnings = list(settings.exposure_warnings())
     if as_json:
         report = {
             "config_file": str(settings.config_path) if settings.config_path else None,
             "settings": {key: {"value": values[key], "from": settings.origin_of[key]} for key in keys},
+            "warnings": warnings,
         }
         click.echo(json.dumps(report, indent=2))
         return
@@ -75,6 +78,15 @@ def config_command(state: Any, as_json: bool) -> None:
     rows = [[key, json.dumps(values[key]) if not isinstance(values[key], str) else values[key],
              settings.origin_of[key]] for key in keys]
     click.echo(columns(["KEY", "VALUE", "FROM"], rows))
+    for warning in warnings:
+        click.echo(f"\nWarning: {warning}")
+
+
+def _hidden(value: Any) -> str:
+    """A secret setting as ``corral config`` shows it: whether it is set, never its value."""
+    if isinstance(value, tuple):
+        return f"({len(value)} hidden)" if value else ""
+    return "(hidden)" if value else ""
 
 
 @click.command("plugins")
@@ -88,8 +100,8 @@ def plugins_command(state: Any, hook_name: str | None, as_json: bool) -> None:
     Example:
       corral plugins --hook register_runtimes
     """
-    from corral.errors import InvalidRequest
-    from corral.manager import hooks_of
+    from corral import InvalidRequest
+    from corral.sdk.app import hooks_of
 
     pm = state.kernel().pm
     known_hooks = {name for name in dir(pm.hook) if not name.startswith("_")}

@@ -30,8 +30,8 @@ def convert_command(folder: Path, outtype: str, outfile: Path | None, force: boo
       corral quantize m.gguf m-q4.gguf q4_0       # then FROM m-q4.gguf in a Modelfile
       corral convert ./all-MiniLM-L6-v2    # -> ./all-MiniLM-L6-v2/<Name>-<Size>-F16.gguf
     """
-    from corral.convert import convert_checkpoint, default_outfile
-    from corral.errors import ConversionError
+    from corral import ConversionError
+    from corral.sdk.convert import convert_checkpoint, default_outfile
 
     outtype = outtype.lower()
     if outfile is None:

@@ -69,7 +69,7 @@ def weight_files(folder: Path) -> list[Path]:
     if not weights:
         weights = sorted(folder.glob("*.gguf"))
         if not weights:
-            from corral.errors import CorralError
+            from corral import CorralError
 
             raise CorralError(f"no safetensors or GGUF weights found in {folder}")
         return weights
@@ -89,8 +89,8 @@ class Uploader:
         self.display = display
 
     def locate(self, instruction: Any) -> dict[str, str] | None:
-        from corral.errors import InvalidModelFile
-        from corral.modelfile import blob_reference
+        from corral import InvalidModelFile
+        from corral.sdk.modelfile import blob_reference
 
         blob = blob_reference(instruction)
         if blob is not None:
@@ -167,8 +167,8 @@ def create_command(state: Any, model: str, modelfile: str | None, quantize: str 
       printf 'FROM ./SmolLM2.gguf\\nSYSTEM You are Mario.\\nPARAMETER temperature 0.7\\n' > Modelfile
       corral create mario -f Modelfile --quantize q4_K_M
     """
-    from corral.errors import CorralError
-    from corral.modelfile import modelfile_request, parse_modelfile
+    from corral import CorralError
+    from corral.sdk.modelfile import modelfile_request, parse_modelfile
 
     path = Path(modelfile or "Modelfile")
     try:
@@ -205,7 +205,7 @@ def quantize_command(state: Any, source: Path, output: Path, type: str, force: b
     """
     import anyio
 
-    from corral.errors import CorralError
+    from corral import CorralError
 
     if not source.is_file():
         raise CorralError(f"{source}: no such file")
@@ -224,7 +224,7 @@ def quantize_command(state: Any, source: Path, output: Path, type: str, force: b
                               "completed": progress.completed})
 
     anyio.run(run)
-    from corral.gguf import read_gguf
+    from corral.sdk.gguf import read_gguf
 
     click.echo(f"wrote {output} ({read_gguf(output, skip_arrays_longer_than=0).file_type}, "
                f"{output.stat().st_size / 1e6:.1f} MB)")

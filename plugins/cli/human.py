@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from corral.gotemplate.gofmt import format_float
+from corral.sdk.gofmt import format_float
 
 KILOBYTE = 1000
 MEGABYTE = KILOBYTE * 1000

@@ -90,8 +90,11 @@ def ps_command(state: Any, prefix: str | None) -> None:
         else:
             until = human_time(expires, "Never")
         rows.append([name, model.get("digest", "")[:12], human_bytes(size), processor,
-                     str(model.get("context_length") or 0), until])
-    click.echo(table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]), nl=False)
+                     str(model.get("context_length") or 0), until, model.get("node") or ""])
+    headers = ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL", "NODE"]
+    if not any(row[-1] for row in rows):  # one machine: Ollama's columns
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    click.echo(table(rows, headers), nl=False)
 
 
 @click.command("show", epilog=EPILOG)
@@ -114,7 +117,7 @@ def show_command(state: Any, model: str, verbose: bool, **flags: bool) -> None:
       corral show smollm2
       corral show smollm2 --modelfile
     """
-    from corral.errors import CorralError
+    from corral import CorralError
 
     chosen = [name for name in SHOW_FLAGS if flags[f"show_{name}"]]
     if len(chosen) > 1:
@@ -162,7 +165,7 @@ def rm_command(state: Any, models: tuple[str, ...]) -> None:
     Example:
       corral rm my-smollm2 old-model:7b
     """
-    from corral.errors import CorralError
+    from corral import CorralError
 
     with connect(state) as client:
         for model in models:
@@ -187,7 +190,7 @@ def stop_command(state: Any, model: str) -> None:
     Example:
       corral stop smollm2
     """
-    from corral.errors import CorralError
+    from corral import CorralError
 
     with connect(state) as client:
         try:
@@ -211,7 +214,7 @@ def unload(client: Any, model: str) -> None:
 
 def show_info(response: dict[str, Any], verbose: bool) -> str:
     """The sections ``corral show MODEL`` prints, exactly as Ollama's ``showInfo`` lays them out."""
-    from corral.gguf.human import human_number
+    from corral.sdk.gguf import human_number
 
     from .human import go_float_f, go_float_g, go_value, table
 

@@ -115,7 +115,7 @@ _GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 def parse_parameter(name: str, values: list[str]) -> Any:
     """One parameter's value from its words, typed as Ollama's ``FormatParams`` types it."""
-    from corral.options import BOOL, FLOAT, INT, OPTION_TYPES
+    from corral.sdk.options import BOOL, FLOAT, INT, OPTION_TYPES
 
     kind = OPTION_TYPES.get(name)
     shown = "[" + " ".join(values) + "]"
@@ -437,7 +437,7 @@ class Session:
         print("Set prompt template.")
 
     def warn_without_thinking(self) -> None:
-        from corral.errors import CorralError
+        from corral import CorralError
 
         try:
             info = self.client.post("/api/show", {"model": self.opts.model}) or {}
@@ -447,7 +447,7 @@ class Session:
             sys.stderr.write(f'warning: model "{self.opts.model}" does not support thinking output\n')
 
     def command_show(self, args: list[str], _line: str) -> None:
-        from corral.errors import CorralError
+        from corral import CorralError
 
         from .model_commands import show_info
 

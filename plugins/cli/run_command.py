@@ -86,7 +86,7 @@ def run_command(state: Any, model: str, prompt: tuple[str, ...], format_: str, k
       echo "Summarise this:" | corral run smollm2 "$(cat notes.txt)"
       corral run smollm2 --verbose --format json "List three colours as JSON"
     """
-    from corral.errors import CorralError
+    from corral import CorralError
 
     from .render import is_terminal
 
@@ -129,7 +129,7 @@ def run_command(state: Any, model: str, prompt: tuple[str, ...], format_: str, k
 
 
 def _checked_format(value: str) -> str:
-    from corral.errors import InvalidRequest
+    from corral import InvalidRequest
 
     if value in ("", "json"):
         return value
@@ -141,7 +141,7 @@ def _checked_format(value: str) -> str:
 
 
 def _checked_think(value: str | None) -> bool | str | None:
-    from corral.errors import InvalidRequest
+    from corral import InvalidRequest
 
     if value is None:
         return None
@@ -155,8 +155,7 @@ def _checked_think(value: str | None) -> bool | str | None:
 
 
 def _checked_keep_alive(value: str | None) -> str | None:
-    from corral.durations import parse_go_duration
-    from corral.errors import InvalidRequest
+    from corral import InvalidRequest, parse_go_duration
 
     if value is None or value == "":
         return None
@@ -222,7 +221,7 @@ def load_model(client: Any, opts: RunOptions) -> None:
 
 
 def embed(client: Any, opts: RunOptions, *, truncate: bool | None, dimensions: int) -> None:
-    from corral.errors import CorralError
+    from corral import CorralError
 
     body: dict[str, Any] = {"model": opts.model, "input": opts.prompt}
     if opts.keep_alive is not None:

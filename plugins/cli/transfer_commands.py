@@ -49,8 +49,7 @@ def push_command(state: Any, model: str, insecure: bool) -> None:
       corral cp smollm2 localhost:5000/me/smollm2
       corral push --insecure localhost:5000/me/smollm2
     """
-    from corral.errors import CorralError
-    from corral.names import DEFAULT_HOST, parse_reference
+    from corral import DEFAULT_HOST, CorralError, parse_reference
 
     with connect(state) as client:
         try:

@@ -14,15 +14,13 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from corral import gojson
-from corral.errors import CorralError, InvalidName, ModelNotFound
-from corral.inference import Reply
-from corral.names import parse_reference
+from corral import CorralError, InvalidName, ModelNotFound, Reply, parse_reference
+from corral.sdk.http import INFERENCE, access, checked_model_name, kernel, openai_error, read_json, sse_stream
+from corral.sdk.http import openai_json_response as json_response
 
-from ..server.http import checked_model_name, counted_stream, read_json
 from . import responses
 from .requests import Streaming, chat_request, completion_request, embed_request
 
@@ -30,30 +28,18 @@ log = logging.getLogger("corral.openai")
 
 blueprint = Blueprint("openai", __name__, url_prefix="/v1")
 
-JSON_TYPE = "application/json"
-SSE_TYPE = "text/event-stream"
-
-
-def kernel() -> Any:
-    return current_app.extensions["corral.kernel"]
-
-
-def json_response(value: Any, status: int = 200) -> Response:
-    return Response(gojson.dumps(value) + "\n", status=status, content_type=JSON_TYPE)
-
-
 @blueprint.errorhandler(CorralError)
 async def corral_error(error: CorralError) -> Response:
-    return json_response(responses.error_body(error.message, error.status), error.status)
+    return json_response(openai_error(error.message, error.status), error.status)
 
 
 @blueprint.errorhandler(Exception)
 async def unexpected(error: Exception) -> Any:
     if isinstance(error, HTTPException):
         status = error.code or 500
-        return json_response(responses.error_body(error.description or error.name, status), status)
+        return json_response(openai_error(error.description or error.name, status), status)
     log.exception("%s %s failed", request.method, request.path)
-    return json_response(responses.error_body(f"internal error: {type(error).__name__}: {error}", 500), 500)
+    return json_response(openai_error(f"internal error: {type(error).__name__}: {error}", 500), 500)
 
 
 async def first_reply(replies: AsyncGenerator[Reply, None], model: str) -> Reply:
@@ -75,14 +61,8 @@ def combined(first: Reply, rest: list[Reply]) -> Reply:
                  done_reason=last.done_reason, metrics=last.metrics)
 
 
-def event_stream(events: AsyncGenerator[dict[str, Any], None]) -> Response:
-    """Server-sent events ``data: {...}`` ending with ``data: [DONE]``; shutdown and late errors
-    end the stream with an error event, as the NDJSON streams end with an error line."""
-    return counted_stream(events, frame=lambda value: f"data: {gojson.dumps(value)}\n\n".encode(),
-                          failure=responses.error_body, content_type=SSE_TYPE, end=b"data: [DONE]\n\n")
-
-
 @blueprint.route("/chat/completions", methods=["POST"])
+@access(INFERENCE)
 async def chat_completions() -> Response:
     chat, streaming = chat_request(await read_json("openai.ChatCompletionRequest", empty="EOF"))
     model = checked_model_name(chat.model, empty_status=400)
@@ -94,7 +74,7 @@ async def chat_completions() -> Response:
         async with aclosing(replies):
             rest = [reply async for reply in replies]
         return json_response(responses.chat_completion(id_, model, created, combined(first, rest)))
-    return event_stream(_chat_events(id_, model, created, first, replies, streaming))
+    return sse_stream(_chat_events(id_, model, created, first, replies, streaming))
 
 
 async def _chat_events(id_: str, model: str, created: int, first: Reply, replies: AsyncGenerator[Reply, None],
@@ -120,6 +100,7 @@ async def _chat_events(id_: str, model: str, created: int, first: Reply, replies
 
 
 @blueprint.route("/completions", methods=["POST"])
+@access(INFERENCE)
 async def completions() -> Response:
     generate, streaming = completion_request(await read_json("openai.CompletionRequest", empty="EOF"))
     model = checked_model_name(generate.model, empty_status=404)
@@ -130,7 +111,7 @@ async def completions() -> Response:
         async with aclosing(replies):
             rest = [reply async for reply in replies]
         return json_response(responses.completion(id_, model, int(time.time()), combined(first, rest)))
-    return event_stream(_completion_events(id_, model, first, replies, streaming))
+    return sse_stream(_completion_events(id_, model, first, replies, streaming))
 
 
 async def _completion_events(id_: str, model: str, first: Reply, replies: AsyncGenerator[Reply, None],
@@ -150,6 +131,7 @@ async def _completion_events(id_: str, model: str, first: Reply, replies: AsyncG
 
 
 @blueprint.route("/embeddings", methods=["POST"])
+@access(INFERENCE)
 async def embeddings() -> Response:
     embed, encoding = embed_request(await read_json("openai.EmbedRequest", empty="EOF"))
     model = checked_model_name(embed.model, empty_status=404)
@@ -168,6 +150,7 @@ def _owner(name: str) -> str:
 
 
 @blueprint.route("/models", methods=["GET"])
+@access(INFERENCE)
 async def list_models() -> Response:
     models = await kernel().store.list()
     data = [responses.model_object(info.name, int(info.modified_at.timestamp()), _owner(info.name)) for info in models]
@@ -175,6 +158,7 @@ async def list_models() -> Response:
 
 
 @blueprint.route("/models/<path:name>", methods=["GET"])
+@access(INFERENCE)
 async def retrieve_model(name: str) -> Response:
     checked_model_name(name, empty_status=404)
     try:

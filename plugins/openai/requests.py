@@ -11,8 +11,7 @@ from typing import Any
 
 import attrs
 
-from corral.errors import InvalidRequest
-from corral.inference import ChatRequest, EmbedRequest, GenerateRequest
+from corral import ChatRequest, EmbedRequest, GenerateRequest, InvalidRequest
 
 _JSON_KIND = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object"}
 IMAGE_PREFIXES = tuple(f"data:image/{kind};base64," for kind in ("jpeg", "jpg", "png", "webp"))

@@ -8,15 +8,10 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from corral import gojson
-from corral.inference import Metrics, Reply
+from corral import Metrics, Reply
+from corral.sdk.gofmt import go_json
 
 FINGERPRINT = "fp_ollama"
-
-
-def error_body(message: str, status: int) -> dict[str, Any]:
-    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
 def usage(metrics: Metrics | None) -> dict[str, int]:
@@ -32,7 +27,7 @@ def tool_calls(calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         function = call.get("function") or {}
         result.append({
             "id": call.get("id") or "", "index": function.get("index", 0), "type": "function",
-            "function": {"name": function.get("name") or "", "arguments": gojson.dumps(function.get("arguments") or {})},
+            "function": {"name": function.get("name") or "", "arguments": go_json(function.get("arguments") or {})},
         })
     return result
 

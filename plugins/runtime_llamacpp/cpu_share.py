@@ -36,11 +36,6 @@ def turn_lock_path() -> str:
     return os.path.join(tempfile.gettempdir(), f"corral-{os.getuid()}-cpus-{tag}.lock")
 
 
-def runner_settings(requested_threads: int = 0) -> dict[str, object]:
-    """What a runner's config needs to share the CPU: its thread count and its turn lock."""
-    return {"num_thread": runner_threads(requested_threads), "turn_lock": turn_lock_path()}
-
-
 class Turns:
     """``with turns:`` around each decode; a no-op without a lock file."""
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import llama_cpp as llama
+
+from corral.sdk.runner import Output
 
 from .answer_text import AnswerText
 from .cpu_share import Turns
@@ -31,10 +33,6 @@ from .sampling import Sampler, grammar_for
 
 PROMPT_CHUNK_WHILE_GENERATING = 128
 """Prompt tokens per step while other completions generate (each step delays their next token)."""
-
-
-class Output(Protocol):
-    def send(self, message: dict[str, Any]) -> None: ...
 
 
 class Slot:

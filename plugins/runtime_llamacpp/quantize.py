@@ -36,9 +36,8 @@ class LlamaCppQuantizer:
         import anyio
         from anyio.streams.buffered import BufferedByteReceiveStream
 
-        from corral.errors import InvalidRequest, RuntimeFailure
-        from corral.gguf import read_gguf
-        from corral.types import Progress
+        from corral import InvalidRequest, Progress, RuntimeFailure
+        from corral.sdk.gguf import read_gguf
 
         kind = type.upper()
         if kind not in FILE_TYPES:
@@ -101,7 +100,7 @@ def main() -> None:
     """The worker: quantize argv[1] into argv[2] as argv[3]; JSON lines on stdout."""
     import ctypes
 
-    from .runner import die_with_parent
+    from corral.sdk.runner import die_with_parent
 
     die_with_parent()
     src, dst, kind = sys.argv[1], sys.argv[2], sys.argv[3]

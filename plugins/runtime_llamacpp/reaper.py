@@ -9,13 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from corral.sdk.runner import RUNNER_MODULE
 
-RUNNER_MODULE = "corral.plugins.runtime_llamacpp.runner"
+log = logging.getLogger(__name__)
 
 
 def orphaned_runners() -> list[int]:
@@ -34,12 +32,10 @@ def orphaned_runners() -> list[int]:
     return found
 
 
-@asynccontextmanager
-async def reaping_orphans() -> AsyncIterator[None]:
+def stop_orphans() -> None:
     for pid in orphaned_runners():
         try:
             os.kill(pid, signal.SIGKILL)
             log.info("stopped orphaned runner process %d", pid)
         except OSError:
             pass
-    yield

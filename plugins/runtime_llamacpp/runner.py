@@ -1,95 +1,112 @@
-"""The runner: one process per loaded model, driving its engine (engine.py).
+"""The llama.cpp engine: one loaded model answering protocol.py's requests.
 
-Every llama.cpp call happens on this process's main thread: this OpenMP build slows down for good
-once calls come from several threads. A reader thread only moves request lines into a queue.
-
-Run as ``python -m corral.plugins.runtime_llamacpp.runner CONFIG_JSON``; speaks protocol.py on
-stdin and stdout; logs go to stderr.
+It runs inside a runner (``corral.sdk.runner``), which calls it from one thread only: this OpenMP
+build slows down for good once calls come from several threads. The runner calls ``handle`` for
+each request as it arrives and ``step_all`` while ``active``, between requests; each step advances
+every completion at once (generation.py). docs/runner.md tells the whole story.
 """
 
 from __future__ import annotations
 
-import ctypes
-import json
-import os
-import queue
-import signal
 import sys
-import threading
+from collections.abc import Mapping
 from typing import Any
 
-from corral.plugins.runtime_llamacpp.engine import Engine
-from corral.plugins.runtime_llamacpp.protocol import decode, encode
+import llama_cpp as llama
 
-PR_SET_PDEATHSIG = 1
+from corral.sdk.runner import Output
 
-
-def die_with_parent() -> None:
-    """Ask Linux to kill this runner when the server dies, so no runner is ever orphaned."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-    if os.getppid() == 1:
-        sys.exit(1)
+from .cpu_share import Turns, runner_threads, turn_lock_path
+from .embedding import Embedder
+from .errors import RequestError
+from .generation import Generator
+from .model import Model
 
 
-class Output:
-    """Buffered protocol writer: lines are flushed once per round of work, not per token."""
+class Runner:
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.threads = runner_threads(config.get("num_thread") or 0)
+        self.num_ctx = config["num_ctx"]
+        self.model = Model(config["model_path"], adapters=config.get("adapters") or (),
+                           use_mmap=config.get("use_mmap", True), use_mlock=config.get("use_mlock", False),
+                           verbose=bool(config.get("verbose")))
+        try:  # runners on this machine's cores take turns (cpu_share.py); "turn_lock": null opts out
+            self.turns = Turns(config.get("turn_lock", turn_lock_path()))
+        except OSError as error:
+            print(f"warning: decoding without taking turns with other runners: {error}", file=sys.stderr)
+            self.turns = Turns(None)
+        self.generator: Generator | None = None
+        self.embedder: Embedder | None = None
+        try:
+            if config.get("embedding"):  # an embedding model: that is all it does
+                pooling = llama.LLAMA_POOLING_TYPE_MEAN if config.get("pooling") == "mean" \
+                    else llama.LLAMA_POOLING_TYPE_UNSPECIFIED
+                self.embedder = Embedder(self.model, num_ctx=self.num_ctx, threads=self.threads, turns=self.turns,
+                                         pooling=pooling)
+            else:
+                self.generator = Generator(
+                    self.model, num_ctx=self.num_ctx, num_parallel=max(1, config.get("num_parallel", 1)),
+                    num_batch=config.get("num_batch", 512), threads=self.threads, turns=self.turns,
+                    stream_interval_ms=float(config.get("stream_interval_ms", 0)), verbose=bool(config.get("verbose")))
+        except BaseException:
+            self.close()
+            raise
 
-    def __init__(self) -> None:
-        self.stream = sys.stdout.buffer
+    @property
+    def active(self) -> bool:
+        """True while completions are in progress (call ``step_all``)."""
+        return bool(self.generator and self.generator.jobs)
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.stream.write(encode(message))
+    def ready(self) -> dict[str, Any]:
+        if self.generator is not None:
+            return {"op": "ready", "n_ctx": self.generator.n_ctx, "slots": len(self.generator.slots)}
+        assert self.embedder is not None
+        return {"op": "ready", "n_ctx": self.embedder.limit, "slots": 1}
 
-    def flush(self) -> None:
-        self.stream.flush()
+    def handle(self, message: Mapping[str, Any], out: Output) -> bool:
+        """Act on one request; return False to stop the runner (in-flight completions end as cancelled)."""
+        op = message.get("op")
+        if op == "shutdown":
+            if self.generator is not None:
+                self.generator.cancel_all(out)
+            return False
+        if op == "cancel":
+            if self.generator is not None:
+                self.generator.cancel(message.get("id"), out)
+            return True
+        try:
+            if op == "complete":
+                if self.generator is None:
+                    raise RequestError("this model does not support generate")
+                self.generator.start(message, out)
+            elif op == "embed":
+                out.send({"id": message["id"], **self._embeddings().embed(message["inputs"],
+                                                                           message.get("truncate", True))})
+            elif op == "tokenize":
+                out.send({"id": message["id"], "tokens": self.model.tokenize(message["text"], add_special=True)})
+            else:
+                raise RequestError(f"unknown op {op!r}")
+        except RequestError as error:
+            out.send({"id": message.get("id"), "error": str(error), "status": error.status})
+        except Exception as error:  # a bad request must not end the runner
+            out.send({"id": message.get("id"), "error": f"{type(error).__name__}: {error}", "status": 500})
+        return True
 
+    def _embeddings(self) -> Embedder:
+        if self.embedder is None:  # a model loaded to generate: its first embedding request
+            self.embedder = Embedder(self.model, num_ctx=self.num_ctx, threads=self.threads, turns=self.turns,
+                                     pooling=llama.LLAMA_POOLING_TYPE_MEAN)
+        return self.embedder
 
-def serve(engine: Engine, out: Output) -> None:
-    inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    def step_all(self, out: Output) -> None:
+        """One decode step of every completion in progress."""
+        if self.generator is not None:
+            self.generator.step(out)
 
-    def read() -> None:
-        for line in sys.stdin.buffer:
-            if line.strip():
-                inbox.put(decode(line))
-        inbox.put(None)
-
-    threading.Thread(target=read, name="runner-stdin", daemon=True).start()
-    while True:
-        block = not engine.active
-        while True:
-            try:
-                message = inbox.get(block=block)
-            except queue.Empty:
-                break
-            if not engine.handle(message or {"op": "shutdown"}, out):
-                out.flush()
-                return
-            block = False
-        engine.step_all(out)
-        out.flush()
-
-
-def main() -> None:
-    die_with_parent()
-    config = json.loads(sys.argv[1])
-    out = Output()
-    try:
-        engine = Engine(config)
-    except Exception as error:
-        out.send({"op": "failed", "error": f"{type(error).__name__}: {error}"})
-        out.flush()
-        sys.exit(1)
-    out.send(engine.ready())
-    out.flush()
-    serve(engine, out)
-    engine.close()
-    # Skip interpreter teardown: llama.cpp's threads and destructors can abort it after we are done.
-    os._exit(0)
-
-
-if __name__ == "__main__":
-    main()
+    def close(self) -> None:
+        for part in (self.generator, self.embedder):
+            if part is not None:
+                part.close()
+        self.generator = self.embedder = None
+        self.model.close()
+        self.turns.close()

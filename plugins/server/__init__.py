@@ -32,9 +32,21 @@ def register_blueprints(kernel: Any) -> list[Any]:
 
 
 @hookimpl
-def asgi_wrapper(kernel: Any) -> Any:
-    """The request log outermost (so refusals are logged too), then CORS and the Host check."""
+def asgi_wrapper(kernel: Any, quart_app: Any) -> Any:
+    """The request log outermost (so refusals are logged too), then CORS and the Host check (so
+    preflights need no key), then the API keys when any is set."""
+    from .api_keys import ApiKeyGuard, RouteAccess, load_keys
+    from .binds import keyless_ports, listen_binds
     from .cors import CorsAndHostGuard
     from .request_log import RequestLog
 
-    return lambda app: RequestLog(CorsAndHostGuard.from_settings(app, kernel.settings), debug=kernel.settings.debug)
+    settings = kernel.settings
+    keys = load_keys(settings)
+
+    def wrap(app: Any) -> Any:
+        if keys is not None:
+            app = ApiKeyGuard(app, keys=keys, routes=RouteAccess(quart_app),
+                              keyless_ports=keyless_ports(listen_binds(kernel)))
+        return RequestLog(CorsAndHostGuard.from_settings(app, settings), debug=settings.debug)
+
+    return wrap

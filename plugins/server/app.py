@@ -9,9 +9,8 @@ from typing import Any
 from quart import Quart, request
 from werkzeug.exceptions import HTTPException
 
-from corral.errors import CorralError
-
-from .http import OpenStreams, error_response, log
+from corral import CorralError
+from corral.sdk.http import KERNEL_KEY, STREAMS_KEY, OpenStreams, error_response, log
 
 TEXT_TYPE = "text/plain; charset=utf-8"
 
@@ -19,7 +18,7 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
     """The ASGI application for ``kernel``: the Quart app wrapped in every ``asgi_wrapper``."""
     app = Quart("corral")
-    app.extensions["corral.streams"] = streams or OpenStreams()
+    app.extensions[STREAMS_KEY] = streams or OpenStreams()
     app.config.update(
         RESPONSE_TIMEOUT=None,  # streams end when the generation or pull does
         BODY_TIMEOUT=None,  # blob uploads are gigabytes
@@ -28,7 +27,7 @@ def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
         JSON_SORT_KEYS=False,
     )
     app.url_map.strict_slashes = False
-    app.extensions["corral.kernel"] = kernel
+    app.extensions[KERNEL_KEY] = kernel
     for blueprints in kernel.pm.hook.register_blueprints(kernel=kernel):
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)
@@ -51,7 +50,7 @@ def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
         return error_response(f"internal error: {type(error).__name__}: {error}", 500)
 
     asgi: Any = app
-    for wrap in kernel.pm.hook.asgi_wrapper(kernel=kernel):
+    for wrap in kernel.pm.hook.asgi_wrapper(kernel=kernel, quart_app=app):
         if wrap is not None:
             asgi = wrap(asgi)
     logging.getLogger("quart.app").setLevel(logging.CRITICAL)  # errors are logged above, once
@@ -59,4 +58,4 @@ def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
 
 
 def kernel_of(app: Quart) -> Any:
-    return app.extensions["corral.kernel"]
+    return app.extensions[KERNEL_KEY]

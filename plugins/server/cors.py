@@ -33,7 +33,7 @@ type pass straight through. A refused WebSocket handshake is answered with an em
 ``websocket.http.response`` extension when the server offers it (Hypercorn does), else with
 ``websocket.close`` (which servers turn into a 403).
 
-This module imports only the standard library and :mod:`corral.errors`.
+This module imports only the standard library, :mod:`corral.errors` and :mod:`corral.settings`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
-from corral.errors import ConfigError
+from corral import ConfigError, is_loopback_host
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -328,36 +328,8 @@ def allowed_host_name(host: str) -> bool:
     return host.endswith(_LOCAL_SUFFIXES)
 
 
-def is_loopback_bind(host: str) -> bool:
-    """Whether a listen address (OLLAMA_HOST's host part) is loopback, so the host check applies.
-
-    An IP literal (brackets allowed) is loopback for 127.0.0.0/8 and ::1; ``localhost`` and
-    ``*.localhost`` are; ``""`` (every interface) is not. Any other name is resolved once, here, and
-    judged by the address Go's ``net.Listen`` would take (the first IPv4 one, else the first);
-    a name that does not resolve counts as not loopback. Give the address actually bound when
-    you have it.
-    """
-    host = host.strip()
-    if len(host) > 1 and host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host:
-        return False
-    ip = _parse_ip(host)
-    if ip is not None:
-        return _is_loopback(ip)
-    lowered = host.lower()
-    if lowered == "localhost" or lowered.endswith(".localhost"):
-        return True
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return False
-    addresses = [_parse_ip(str(info[4][0]).partition("%")[0]) for info in infos]
-    resolved = [ip for ip in addresses if ip is not None]
-    if not resolved:
-        return False
-    first = next((ip for ip in resolved if isinstance(ip, ipaddress.IPv4Address)), resolved[0])
-    return _is_loopback(first)
+is_loopback_bind = is_loopback_host
+"""Whether a listen address is loopback, so the host check applies (see ``corral.settings``)."""
 
 
 # --- the middleware ---------------------------------------------------------------------------

@@ -7,13 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 
-from corral.create import CreateRequest, create_model
-from corral.errors import InvalidModelFile, InvalidRequest
-from corral.modelfile import Instruction, blob_reference, modelfile_request, parse_modelfile
-
-from .http import Fields, progress_response, read_json
+from corral import CreateRequest, InvalidModelFile, InvalidRequest
+from corral.sdk.http import Fields, kernel, progress_response, read_json
+from corral.sdk.modelfile import Instruction, blob_reference, modelfile_request, parse_modelfile
 
 blueprint = Blueprint("create_api", __name__)
 STRUCT = "CreateRequest"
@@ -82,6 +80,5 @@ def create_request(body: Mapping[str, Any]) -> CreateRequest:
 async def create() -> Response:
     body = await read_json(f"api.{STRUCT}")
     request = create_request(body)
-    kernel = current_app.extensions["corral.kernel"]
     stream = Fields(body, STRUCT).boolean("stream", True)
-    return await progress_response(create_model(kernel, request), stream)
+    return await progress_response(kernel().create_model(request), stream)

@@ -9,21 +9,23 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 
-from corral.durations import FOREVER
-from corral.errors import InvalidRequest, ModelNotFound
-from corral.inference import (
-    ChatRequest,
-    EmbedRequest,
-    GenerateRequest,
-    Metrics,
-    Reply,
+from corral import FOREVER, ChatRequest, EmbedRequest, GenerateRequest, InvalidRequest, Metrics, ModelNotFound, Reply
+from corral.sdk.http import (
+    INFERENCE,
+    Fields,
+    access,
     check_think,
+    checked_model_name,
+    json_response,
+    kernel,
+    ndjson_stream,
+    now_utc,
     parse_keep_alive_value,
+    read_json,
+    rfc3339,
 )
-
-from .http import Fields, checked_model_name, json_response, ndjson_stream, now_utc, read_json, rfc3339
 
 blueprint = Blueprint("ollama_inference", __name__)
 
@@ -31,7 +33,7 @@ GO_FOREVER = dt.timedelta(microseconds=(2**63 - 1) // 1000)
 
 
 def inference() -> Any:
-    return current_app.extensions["corral.kernel"].inference
+    return kernel().inference
 
 
 def _not_found(name: str) -> ModelNotFound:
@@ -140,6 +142,7 @@ async def _respond(replies: AsyncGenerator[Reply, None], shape: Any, model: str,
 
 
 @blueprint.route("/api/generate", methods=["POST"])
+@access(INFERENCE)
 async def generate() -> Response:
     fields = Fields(await read_json("api.GenerateRequest"), "GenerateRequest")
     model = checked_model_name(fields.model(), empty_status=404)
@@ -155,6 +158,7 @@ async def generate() -> Response:
 
 
 @blueprint.route("/api/chat", methods=["POST"])
+@access(INFERENCE)
 async def chat() -> Response:
     fields = Fields(await read_json("api.ChatRequest"), "ChatRequest")
     model = checked_model_name(fields.model(), empty_status=400)
@@ -180,6 +184,7 @@ async def chat() -> Response:
 
 
 @blueprint.route("/api/embed", methods=["POST"])
+@access(INFERENCE)
 async def embed() -> Response:
     fields = Fields(await read_json("api.EmbedRequest"), "EmbedRequest")
     model = checked_model_name(fields.model(), empty_status=404)
@@ -208,6 +213,7 @@ async def embed() -> Response:
 
 
 @blueprint.route("/api/embeddings", methods=["POST"])
+@access(INFERENCE)
 async def embeddings() -> Response:
     fields = Fields(await read_json("api.EmbeddingRequest"), "EmbeddingRequest")
     model = checked_model_name(fields.model(), empty_status=400)
@@ -220,8 +226,9 @@ async def embeddings() -> Response:
 
 
 @blueprint.route("/api/ps", methods=["GET"])
+@access(INFERENCE)
 async def ps() -> Response:
-    scheduler = current_app.extensions["corral.kernel"].scheduler
+    scheduler = kernel().scheduler
     models = []
     now = dt.datetime.now().astimezone()
     for entry in scheduler.loaded():
@@ -234,5 +241,6 @@ async def ps() -> Response:
             "name": info.name, "model": info.name, "size": info.size, "digest": info.digest,
             "details": info.details(), "expires_at": rfc3339(expires),
             "size_vram": 0, "context_length": entry.context_length,
+            **({"node": entry.node} if entry.node else {}),  # beyond Ollama: a model on another machine
         })
     return json_response({"models": models})

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 
-from corral.errors import InvalidName, InvalidRequest, ModelNotFound
-from corral.names import parse_reference, validate_digest
+from corral import InvalidName, InvalidRequest, ModelNotFound, parse_reference, validate_digest
+from corral.sdk.http import INFERENCE, OPEN, Fields, access, empty_response, error_response, json_response, kernel, read_json, rfc3339
 
-from .http import Fields, empty_response, error_response, json_response, read_json, rfc3339
 from .show import read_model_gguf, show_response
 
 # The Ollama API version clients compare against (VS Code needs 0.6.4, webui-lite 0.1.16).
@@ -19,16 +18,14 @@ API_VERSION = "0.13.0"
 blueprint = Blueprint("ollama_api", __name__)
 
 
-def kernel() -> Any:
-    return current_app.extensions["corral.kernel"]
-
-
 @blueprint.route("/", methods=["GET", "HEAD"])
+@access(OPEN)
 async def root() -> Response:
     return Response("Ollama is running", content_type="text/plain; charset=utf-8")
 
 
 @blueprint.route("/api/version", methods=["GET", "HEAD"])
+@access(INFERENCE)
 async def version() -> Response:
     return json_response({"version": API_VERSION})
 
@@ -45,12 +42,14 @@ def list_entry(info: Any) -> dict[str, Any]:
 
 
 @blueprint.route("/api/tags", methods=["GET", "HEAD"])
+@access(INFERENCE)
 async def tags() -> Response:
     models = await kernel().store.list()
     return json_response({"models": [list_entry(info) for info in models]})
 
 
 @blueprint.route("/api/show", methods=["POST"])
+@access(INFERENCE)
 async def show() -> Response:
     fields = Fields(await read_json("api.ShowRequest"), "ShowRequest")
     name = fields.model()
@@ -68,8 +67,9 @@ async def show() -> Response:
     verbose = fields.boolean("verbose")
     parts = await store.parts(info)
     gguf = await read_model_gguf(parts, keep_arrays=verbose)
-    body = show_response(info, parts, gguf, verbose=verbose, system=fields.string("system") or None,
-                         options=fields.obj("options"))
+    capabilities = await kernel().inference.capabilities(info.name)
+    body = show_response(info, parts, gguf, capabilities=capabilities, verbose=verbose,
+                         system=fields.string("system") or None, options=fields.obj("options"))
     return json_response(body)
 
 

@@ -7,13 +7,14 @@ import asyncio
 import errno
 import logging
 import signal
+import ssl
 from typing import Any
 
-from corral import __version__
-from corral.errors import CorralError
+from corral import ConfigError, CorralError, __version__, is_loopback_host
+from corral.sdk.http import OpenStreams
 
 from .app import create_app
-from .http import OpenStreams
+from .binds import listen_binds
 
 log = logging.getLogger("corral.server")
 
@@ -24,6 +25,40 @@ def configure_logging(debug: int) -> None:
     level = logging.DEBUG if debug else logging.INFO
     logging.basicConfig(level=level, format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s")
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+    # Over HTTP/2 these print every request header at debug level, the Authorization header too.
+    logging.getLogger("hpack").setLevel(logging.WARNING)
+    logging.getLogger("h2").setLevel(logging.WARNING)
+
+
+def tls_files(settings: Any) -> tuple[str, str] | None:
+    """The certificate and key files to serve HTTPS with, checked here so that a bad pair is a
+    clear error at start-up (and an encrypted key never makes OpenSSL prompt for a password)."""
+    cert, key = settings.tls_cert, settings.tls_key
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("server.tls_cert and server.tls_key go together: set both "
+                          "(CORRAL_TLS_CERT, CORRAL_TLS_KEY)")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as error:
+        raise ConfigError(f"server.tls_cert={cert}, server.tls_key={key}: not a PEM certificate chain and its "
+                          f"unencrypted private key ({error.reason or error})") from None
+    except OSError as error:
+        raise ConfigError(f"server.tls_cert={cert}, server.tls_key={key}: cannot read "
+                          f"{error.filename or 'them'}: {error.strerror or error}") from None
+    return str(cert), str(key)
+
+
+def check_exposure(settings: Any) -> None:
+    """Warn about an address other machines reach with no key (or keys over plain HTTP); with
+    ``server.require_keys``, refuse to start without a key there."""
+    if settings.require_keys and not settings.has_keys and not is_loopback_host(settings.host.host):
+        raise ConfigError(f"server.require_keys is on and no API key is set: refusing to listen on "
+                          f"{settings.host.bind}, which other machines can reach. Set server.api_keys "
+                          "(CORRAL_API_KEYS), or listen on 127.0.0.1")
+    for warning in settings.exposure_warnings():
+        log.warning("%s", warning)
 
 
 async def serve(kernel: Any) -> None:
@@ -33,10 +68,12 @@ async def serve(kernel: Any) -> None:
 
     settings = kernel.settings
     configure_logging(settings.debug)
+    check_exposure(settings)
     config = Config()
-    config.bind = [settings.host.bind]
-    for binds in kernel.pm.hook.register_binds(kernel=kernel):
-        config.bind += [bind for bind in binds or () if bind not in config.bind]
+    config.bind = [bind.address for bind in listen_binds(kernel)]
+    tls = tls_files(settings)
+    if tls is not None:
+        config.certfile, config.keyfile = tls
     config.graceful_timeout = GRACEFUL_SECONDS
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -65,7 +102,9 @@ async def serve(kernel: Any) -> None:
             pruned = await store.prune()
             if pruned:
                 log.info("removed %d unused or abandoned files from %s", pruned, store.location)
-            log.info("corral %s listening on %s (models in %s)", __version__, settings.host.bind, store.location)
+            scheme = "https" if tls else "http"
+            log.info("corral %s listening on %s (models in %s)", __version__,
+                     ", ".join(f"{scheme}://{bind}" for bind in config.bind), store.location)
             try:
                 await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
             except OSError as error:

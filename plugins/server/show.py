@@ -7,12 +7,10 @@ from typing import Any
 
 import anyio
 
-from corral.capabilities import capabilities
-from corral.gguf import GGUFFile, SkippedArray, read_gguf
-from corral.modelfile import format_modelfile, format_parameters
-from corral.types import MEDIA_PROJECTOR, ModelInfo, ModelParts
-
-from .http import rfc3339
+from corral import ModelInfo, ModelParts
+from corral.sdk.gguf import GGUFFile, SkippedArray, read_gguf
+from corral.sdk.http import rfc3339
+from corral.sdk.modelfile import format_modelfile, format_parameters
 
 HIDDEN_KEYS = ("general.name", "tokenizer.chat_template")
 
@@ -51,8 +49,8 @@ def effective_template(parts: ModelParts, gguf: GGUFFile | None) -> str | None:
     return gguf.chat_template if gguf is not None else None
 
 
-def show_response(info: ModelInfo, parts: ModelParts, gguf: GGUFFile | None, *, verbose: bool,
-                  system: str | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+def show_response(info: ModelInfo, parts: ModelParts, gguf: GGUFFile | None, *, capabilities: tuple[str, ...],
+                  verbose: bool, system: str | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     template = effective_template(parts, gguf)
     params = {**parts.params, **(options or {})}
     shown_system = system if system else parts.system
@@ -80,9 +78,6 @@ def show_response(info: ModelInfo, parts: ModelParts, gguf: GGUFFile | None, *, 
     response["model_info"] = model_info(gguf)
     if verbose and gguf is not None:
         response["tensors"] = [{"name": t.name, "type": t.type, "shape": list(t.shape)} for t in gguf.tensors]
-    response["capabilities"] = capabilities(
-        gguf=gguf, template=parts.template, jinja=gguf.chat_template if gguf else None,
-        has_projector=info.manifest.layer_of(MEDIA_PROJECTOR) is not None, config=info.config,
-    )
+    response["capabilities"] = list(capabilities)
     response["modified_at"] = rfc3339(info.modified_at)
     return response

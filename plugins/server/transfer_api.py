@@ -5,18 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 
-from corral.errors import InvalidName, InvalidRequest
-from corral.names import parse_reference
-
-from .http import Fields, progress_response, read_json
+from corral import InvalidName, InvalidRequest, parse_reference
+from corral.sdk.http import Fields, kernel, progress_response, read_json
 
 blueprint = Blueprint("transfer_api", __name__)
-
-
-def kernel() -> Any:
-    return current_app.extensions["corral.kernel"]
 
 
 def _reference(fields: Fields, required: str) -> Any:

@@ -8,6 +8,8 @@ from typing import Any
 
 from quart import Blueprint, Response, redirect, send_from_directory
 
+from corral.sdk.http import OPEN, access
+
 STATIC = Path(__file__).parent / "static"
 
 log = logging.getLogger("corral.webui")
@@ -18,14 +20,17 @@ def make_blueprint(kernel: Any) -> Blueprint:
     host = kernel.settings.host
 
     @blueprint.route("/ui", methods=["GET", "HEAD"], strict_slashes=True)
+    @access(OPEN)
     async def ui_without_slash() -> Response:
         return redirect("/ui/", 301)
 
     @blueprint.route("/ui/", methods=["GET", "HEAD"], strict_slashes=True)
+    @access(OPEN)
     async def page() -> Response:
         return await static_file("index.html")
 
     @blueprint.route("/ui/<path:name>", methods=["GET", "HEAD"])
+    @access(OPEN)
     async def static_file(name: str) -> Response:
         # send_from_directory refuses paths that leave STATIC (404)
         response = await send_from_directory(STATIC, name)

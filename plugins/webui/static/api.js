@@ -1,5 +1,7 @@
 // The server's Ollama API, called from the page's own origin, and errors put in plain words.
 
+import { askForKey, savedKey } from "./keys.js";
+
 /** An error with a message written for a person; `detail` keeps the server's own words. */
 export class FriendlyError extends Error {
   constructor(message, detail = "") {
@@ -22,6 +24,10 @@ export function explain(status, serverMessage, model = "") {
       `The model "${notFound[1]}" is not installed on this server. ` +
       "Pull it in the Models panel, or pick another model above.", text);
   }
+  if (status === 403 && /API key/.test(text)) {
+    return new FriendlyError(
+      "Your API key may only chat with models and list them: pulling and deleting need a full key.", text);
+  }
   if (status === 503) {
     return new FriendlyError("The server is busy with other requests. Wait a moment and try again.", text);
   }
@@ -36,18 +42,31 @@ export function explain(status, serverMessage, model = "") {
   return new FriendlyError(`The server refused the request: ${text}`, text);
 }
 
+const NEEDS_KEY = "This server needs an API key. Ask its operator for one.";
+const WRONG_KEY = "The server did not accept that API key. Check it and enter it again.";
+
+/** fetch() with the API key, asking for one (and trying again) while the server answers 401. */
 async function send(path, { method = "GET", body, signal, model } = {}) {
   let response;
-  try {
-    response = await fetch(path, {
-      method,
-      signal,
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw new FriendlyError(UNREACHABLE(), String(error));
+  for (;;) {
+    const key = savedKey();
+    const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+    if (key) headers.Authorization = `Bearer ${key}`;
+    try {
+      response = await fetch(path, {
+        method,
+        signal,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw new FriendlyError(UNREACHABLE(), String(error));
+    }
+    if (response.status !== 401) break;
+    if (!(await askForKey(key ? WRONG_KEY : NEEDS_KEY))) {
+      throw new FriendlyError(`${NEEDS_KEY} Reload the page to enter it.`, "401");
+    }
   }
   if (!response.ok) {
     let message = "";

@@ -14,7 +14,7 @@ const ui = {
   settingsDialog: $("settings-dialog"), openSettings: $("open-settings"),
   system: $("system-prompt"), temperature: $("temperature"), numCtx: $("num-ctx"),
   modelsDialog: $("models-dialog"), openModels: $("open-models"),
-  installed: $("installed"), running: $("running"),
+  installed: $("installed"), running: $("running"), modelsError: $("models-error"),
   pullName: $("pull-name"), pullStart: $("pull-start"), pullInsecure: $("pull-insecure"),
   pullProgress: $("pull-progress"), pullBar: $("pull-bar"), pullStatus: $("pull-status"),
 };
@@ -427,13 +427,17 @@ async function refreshInstalled() {
       .filter(Boolean).join(" · ");
     ui.installed.append(modelRow(model.name, detail, async () => {
       if (!confirm(`Delete the model "${model.name}" from this server?`)) return;
+      let failure = "";
       try {
         await deleteModel(model.name);
       } catch (error) {
-        showBanner(error.message);
+        failure = error.message;
       }
       await refreshInstalled();
       await refreshRunning();
+      // shown in the panel, over which the page's banner would be hidden
+      ui.modelsError.textContent = failure;
+      ui.modelsError.hidden = !failure;
     }));
   }
 }
@@ -463,7 +467,10 @@ ui.openModels.addEventListener("click", () => {
   runningTimer = setInterval(refreshRunning, 3000);
   ui.modelsDialog.showModal();
 });
-ui.modelsDialog.addEventListener("close", () => clearInterval(runningTimer));
+ui.modelsDialog.addEventListener("close", () => {
+  clearInterval(runningTimer);
+  ui.modelsError.hidden = true;
+});
 
 async function pull() {
   const name = ui.pullName.value.trim();

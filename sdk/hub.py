@@ -1,9 +1,11 @@
-"""What the hub and package sources share: which GGUF file a tag names, blocking downloads run in a
-worker thread while their progress streams out, and turning downloaded files into a stored model.
+"""The toolkit for model sources that download files from a hub or a package index (the bundled
+Hugging Face, ModelScope and pip sources use it): which GGUF file a tag names, blocking downloads
+run in a worker thread while their progress streams out, and turning downloaded files into a
+stored model.
 
-Every file enters the store through ``ModelStore.add_blob`` with the digest it was announced with
+Every file enters the store through ``kernel.store.add_blob`` with the digest it was announced with
 (when the source announces one), so a corrupt or truncated download never becomes a blob, and the
-model itself is made by ``corral.create.create_model``, as ``/api/create`` makes one.
+model itself is made by ``kernel.create_model``, as ``/api/create`` makes one.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from typing import Any
 import anyio
 import attrs
 
-from corral import InvalidRequest, ModelNotFound, ModelRef, Progress
-from corral.names import DEFAULT_TAG
+from corral import DEFAULT_TAG, CreateRequest, Hold, InvalidRequest, Kernel, ModelNotFound, ModelRef, Progress
 
 DEFAULT_QUANT = "Q4_K_M"
 """The quantization Ollama's Hugging Face integration picks when the reference has no tag."""
@@ -231,28 +232,30 @@ def copy_with_progress(report: Reporter, read: Callable[[int], bytes], target: P
 # -- into the store ------------------------------------------------------------------------------
 
 
-async def add_file(kernel: Any, path: Path, expected: str | None) -> str:
-    """Stream a local file into the store as a blob, verified against ``expected`` when given."""
+async def add_file(kernel: Kernel, path: Path, expected: str | None, hold: Hold) -> str:
+    """Stream a local file into the store as a blob, verified against ``expected`` when given,
+    and held from collection (``ModelStore.holding``) until the pull's manifest names it."""
 
     async def chunks() -> AsyncIterator[bytes]:
         async with await anyio.open_file(path, "rb") as handle:
             while chunk := await handle.read(CHUNK):
                 yield chunk
 
+    if expected is not None:
+        hold.add(expected)
     digest, _size = await kernel.store.add_blob(chunks(), expected)
+    hold.add(digest)
     return digest
 
 
-async def create_from(kernel: Any, name: str, files: Mapping[str, str]) -> AsyncIterator[Progress]:
+async def create_from(kernel: Kernel, name: str, files: Mapping[str, str]) -> AsyncIterator[Progress]:
     """Make the model ``name`` from blobs already in the store, as ``/api/create`` with ``files``
     (a safetensors checkpoint is converted there)."""
-    from corral.create import CreateRequest, create_model
-
-    async for progress in create_model(kernel, CreateRequest(model=name, files=dict(files))):
+    async for progress in kernel.create_model(CreateRequest(model=name, files=dict(files))):
         yield progress
 
 
-def downloads_dir(kernel: Any, *parts: str) -> Path:
+def downloads_dir(kernel: Kernel, *parts: str) -> Path:
     """Where a source keeps downloads in progress: beside the store, never inside a manifest."""
     folder = Path(kernel.settings.models, ".downloads", *parts)
     folder.mkdir(parents=True, exist_ok=True)

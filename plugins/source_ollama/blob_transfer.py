@@ -19,10 +19,9 @@ from urllib.parse import urlencode, urljoin
 import attrs
 import httpx
 
-from corral.errors import StoreError
-from corral.types import BlobPart, Layer
+from corral import BlobPart, Layer, StoreError
 
-from .ollama_registry import Cancelled, Registry, RegistryError, Retry
+from .registry import Cancelled, Registry, RegistryError, Retry
 
 log = logging.getLogger("corral.registry")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from corral import InvalidRequest, ModelNotFound
-from corral.plugins import model_import
+from corral.sdk import hub
 
 LISTING = [
     "README.md",
@@ -18,12 +18,12 @@ LISTING = [
 
 
 def test_default_is_q4_k_m_when_present():
-    assert model_import.choose_gguf(LISTING, None, "m") == "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+    assert hub.choose_gguf(LISTING, None, "m") == "SmolLM2-135M-Instruct-Q4_K_M.gguf"
 
 
 def test_default_without_q4_k_m_is_the_first_model_file_by_name():
     files = ["b-Q8_0.gguf", "a-Q5_K_S.gguf", "0-mmproj-f16.gguf"]
-    assert model_import.choose_gguf(files, None, "m") == "a-Q5_K_S.gguf"
+    assert hub.choose_gguf(files, None, "m") == "a-Q5_K_S.gguf"
 
 
 @pytest.mark.parametrize(("tag", "expected"), [
@@ -34,12 +34,12 @@ def test_default_without_q4_k_m_is_the_first_model_file_by_name():
     ("q4_k_m", "SmolLM2-135M-Instruct-Q4_K_M.gguf"),
 ])
 def test_tag_matches_the_quantization_case_insensitively(tag, expected):
-    assert model_import.choose_gguf(LISTING, tag, "m") == expected
+    assert hub.choose_gguf(LISTING, tag, "m") == expected
 
 
 def test_a_partial_quantization_name_does_not_match():
     with pytest.raises(ModelNotFound) as caught:
-        model_import.choose_gguf(LISTING, "Q4_K", "hf.co/u/r:Q4_K")
+        hub.choose_gguf(LISTING, "Q4_K", "hf.co/u/r:Q4_K")
     assert caught.value.status == 404
     assert 'no GGUF file for quantization "Q4_K"' in str(caught.value)
     assert "available: F16, IQ4_XS, Q4_K_M, Q8_0" in str(caught.value)
@@ -47,28 +47,28 @@ def test_a_partial_quantization_name_does_not_match():
 
 def test_a_projector_is_never_the_model():
     with pytest.raises(ModelNotFound):
-        model_import.choose_gguf(["mmproj-model-f16.gguf", "model-Q4_0.gguf"], "F16", "m")
+        hub.choose_gguf(["mmproj-model-f16.gguf", "model-Q4_0.gguf"], "F16", "m")
 
 
 def test_split_files_are_refused_clearly():
     files = ["m-Q4_K_M-00001-of-00002.gguf", "m-Q4_K_M-00002-of-00002.gguf"]
     with pytest.raises(InvalidRequest, match="split into 2 files"):
-        model_import.choose_gguf(files, None, "m")
+        hub.choose_gguf(files, None, "m")
 
 
 def test_checkpoint_files_need_config_and_safetensors():
-    assert model_import.checkpoint_files(["config.json", "model.safetensors", "tokenizer.json", "README.md",
+    assert hub.checkpoint_files(["config.json", "model.safetensors", "tokenizer.json", "README.md",
                                           "1_Pooling/config.json", "onnx/model.onnx"]) == [
         "1_Pooling/config.json", "config.json", "model.safetensors", "tokenizer.json"]
-    assert model_import.checkpoint_files(["config.json", "pytorch_model.bin"]) == []
+    assert hub.checkpoint_files(["config.json", "pytorch_model.bin"]) == []
 
 
 @pytest.mark.parametrize("path", ["../x.gguf", "/etc/passwd", "a/../../b", "a\\..\\b", ""])
 def test_paths_that_leave_the_folder_are_unsafe(path):
-    assert not model_import.safe_repo_path(path)
+    assert not hub.safe_repo_path(path)
 
 
 def test_references_are_routed_by_host():
-    assert model_import.reference_host("hf.co/user/repo:Q4_K_M") == "hf.co"
-    assert model_import.reference_host("https://HuggingFace.co/user/repo") == "huggingface.co"
-    assert model_import.reference_host("user/repo") is None
+    assert hub.reference_host("hf.co/user/repo:Q4_K_M") == "hf.co"
+    assert hub.reference_host("https://HuggingFace.co/user/repo") == "huggingface.co"
+    assert hub.reference_host("user/repo") is None

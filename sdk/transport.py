@@ -1,4 +1,4 @@
-"""Readable reasons for failed network calls, shared by the CLI's client and the model sources."""
+"""Readable reasons for failed network calls, for clients and model sources alike."""
 
 from __future__ import annotations
 

@@ -24,12 +24,9 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import attrs
 import httpx
 
-from corral import __version__
-from corral.errors import CorralError, ModelNotFound, PullError
-from corral.names import ModelRef
-from corral.types import MEDIA_TYPE_MANIFEST
-
-from .transport import failure_reason
+from corral import MEDIA_TYPE_MANIFEST, CorralError, InvalidRequest, ModelNotFound, ModelRef, PullError, __version__
+from corral.sdk import outbound
+from corral.sdk.transport import failure_reason
 
 log = logging.getLogger("corral.registry")
 
@@ -73,6 +70,7 @@ class TransferSettings:
     max_part_size: int = 1_000_000_000
     max_parts: int = 16
     connect_timeout: float = 30.0
+    policy: outbound.Policy = outbound.Policy()
 
 
 def http_client(settings: TransferSettings) -> httpx.Client:
@@ -80,11 +78,13 @@ def http_client(settings: TransferSettings) -> httpx.Client:
     followed), a read timeout that is the stall timeout, room for every part of a blob."""
     connections = settings.max_parts * 2 + 4
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    policy = settings.policy
     # Proxies from the environment apply, except to this machine (as Go's ProxyFromEnvironment).
-    direct = {f"all://{host}": httpx.HTTPTransport(limits=limits) for host in ("127.0.0.1", "localhost", "[::1]")}
+    direct = {f"all://{host}": outbound.transport(policy, limits=limits) for host in ("127.0.0.1", "localhost", "[::1]")}
     return httpx.Client(
         timeout=httpx.Timeout(settings.stall_timeout, connect=settings.connect_timeout),
-        follow_redirects=False, headers={"User-Agent": user_agent()}, limits=limits, mounts=direct,
+        follow_redirects=False, headers={"User-Agent": user_agent()}, mounts=direct,
+        transport=outbound.transport(policy, limits=limits),
     )
 
 
@@ -106,7 +106,8 @@ class Registry:
     def __init__(self, ref: ModelRef, *, insecure: bool, settings: TransferSettings, http: httpx.Client,
                  tokens: dict[str, str], cancel: threading.Event | None = None) -> None:
         if ref.scheme == "http" and not insecure:
-            raise PullError("insecure protocol http")
+            raise InvalidRequest("insecure protocol http")
+        outbound.check_host(ref.host, ref.display)
         scheme = "http" if insecure else ref.scheme
         self.ref = ref
         self.base = f"{scheme}://{ref.host}"
@@ -154,7 +155,7 @@ class Registry:
                 response.close()
                 raise NotInRegistry(what or f"{method} {url}")
             if response.status_code >= 400:
-                body_text = _error_body(response)
+                body_text = outbound.error_summary(response)
                 raise RegistryError(f"{what + ': ' if what else ''}{response.status_code}: {body_text}",
                                     response.status_code)
             return response
@@ -175,15 +176,17 @@ class Registry:
         url = realm + ("&" if split.query else "?") + urlencode(query)
         with self._token_lock:
             try:
-                response = self.http.get(url)
+                response = self.http.send(self.http.build_request("GET", url), stream=True)
+                if response.status_code >= 400:
+                    raise RegistryError(f"{response.status_code}: {outbound.error_summary(response)}",
+                                        response.status_code)
+                answer = outbound.json_bounded(response, self.settings.policy.max_metadata_bytes,
+                                               "the registry's token service")
             except httpx.TransportError as error:
                 raise RegistryError(f"getting a registry token: {failure_reason(error)}") from None
-            if response.status_code >= 400:
-                raise RegistryError(f"{response.status_code}: {_error_body(response)}", response.status_code)
-            try:
-                token = response.json().get("token") or response.json().get("access_token")
-            except (ValueError, AttributeError):
-                token = None
+            except ValueError:
+                answer = None
+            token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
             if not isinstance(token, str) or not token:
                 raise RegistryError("the registry's token service sent no token")
             self.token = token
@@ -205,14 +208,17 @@ class Registry:
             except (httpx.TransportError, RegistryError, Retry) as error:
                 if isinstance(error, RegistryError) and not error.retryable:
                     raise
+                if isinstance(error, httpx.TransportError) and outbound.hopeless(error):
+                    raise PullError(f"{what}: {failure_reason(error)}") from None
                 if progress is not None and progress() > before:
                     failures = 0
                 failures += 1
                 text = error.message if isinstance(error, CorralError) else failure_reason(error)
-                if failures > (self.settings.retries if retries is None else retries):
+                limit = self.settings.retries if retries is None else retries
+                if failures > limit:
                     raise PullError(f"{what}: max retries exceeded: {text}") from None
                 delay = self.settings.backoff * 2 ** (failures - 1)
-                log.info("%s failed (%s); retry %d of %d in %.1fs", what, text, failures, self.settings.retries, delay)
+                log.info("%s failed (%s); retry %d of %d in %.1fs", what, text, failures, limit, delay)
                 if self.cancel.wait(delay):
                     raise Cancelled() from None
 
@@ -225,14 +231,10 @@ class Registry:
         def fetch() -> bytes:
             response = self.send("GET", self.url(f"manifests/{reference}"), headers={"Accept": MEDIA_TYPE_MANIFEST},
                                  stream=True, what="pull model manifest")
-            body = bytearray()
             try:
-                for data in response.iter_bytes():
-                    body += data
-                    if len(body) > MANIFEST_LIMIT:
-                        raise PullError(f"pull model manifest: the registry sent more than {MANIFEST_LIMIT} bytes")
-            finally:
-                response.close()
+                body = outbound.read_bounded(response, MANIFEST_LIMIT, "pull model manifest")
+            except outbound.BodyTooLarge:
+                raise PullError(f"pull model manifest: the registry sent more than {MANIFEST_LIMIT} bytes") from None
             if self.ref.digest and "sha256:" + hashlib.sha256(body).hexdigest() != self.ref.digest:
                 raise PullError(f"pull model manifest: the registry's manifest is not {self.ref.digest}")
             return bytes(body)
@@ -254,6 +256,7 @@ class Registry:
                 response.close()
                 if response.status_code in (301, 302, 303, 307, 308) and response.headers.get("location"):
                     target = urljoin(current, response.headers["location"])
+                    outbound.check_redirect(current, target)
                     if urlsplit(target).netloc != self.host:
                         return target
                     current = target
@@ -281,12 +284,3 @@ class Registry:
 
 class Retry(Exception):
     """A failed attempt worth repeating (a stall, a short read, a dropped connection)."""
-
-
-def _error_body(response: httpx.Response) -> str:
-    try:
-        response.read()
-        text = response.text.strip()
-    except httpx.HTTPError:
-        text = ""
-    return text[:500] or response.reason_phrase

@@ -17,9 +17,19 @@ from typing import Any
 import anyio
 import attrs
 
-from corral import Progress, PullError, SettingSpec, SourceSpec, hookimpl
-from corral.errors import CorralError, StoreError
-from corral.names import ModelRef
+from corral import (
+    CorralError,
+    ModelRef,
+    Progress,
+    PullError,
+    SettingSpec,
+    SourceSpec,
+    StoreError,
+    decode_manifest,
+    hookimpl,
+    parse_count,
+    parse_positive_duration,
+)
 
 POLL = 0.1
 """Seconds between two progress lines while a blob moves."""
@@ -27,39 +37,18 @@ HEARTBEAT = 1.0
 """A progress line at least this often even when no byte moved (a stalled link stays visible)."""
 
 
-def _positive(value: Any) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("must be more than 0")
-    return number
-
-
-def _count(value: Any) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be 0 or more")
-    return number
-
-
-def _at_least_one(value: Any) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be 1 or more")
-    return number
-
-
 @hookimpl
 def register_settings() -> list[SettingSpec]:
     return [
-        SettingSpec(key="registry.stall_timeout", default=30.0, converter=_positive,
+        SettingSpec(key="registry.stall_timeout", default=30.0, converter=parse_positive_duration,
                     help="seconds without a byte before a download slice or upload part is retried"),
-        SettingSpec(key="registry.retries", default=6, converter=_count,
+        SettingSpec(key="registry.retries", default=6, converter=parse_count(0),
                     help="retries of a failing slice or part in a row, waiting backoff * 1, 2, 4 ... seconds"),
-        SettingSpec(key="registry.backoff", default=1.0, converter=_positive,
+        SettingSpec(key="registry.backoff", default=1.0, converter=parse_positive_duration,
                     help="seconds before the first retry; doubled for each retry after it"),
-        SettingSpec(key="registry.min_part_size", default=100_000_000, converter=_at_least_one,
+        SettingSpec(key="registry.min_part_size", default=100_000_000, converter=parse_count(1),
                     help="bytes per parallel stream at least (Ollama's split: 100 MB, so a 500 MB blob uses 5 streams)"),
-        SettingSpec(key="registry.max_parts", default=16, converter=_at_least_one,
+        SettingSpec(key="registry.max_parts", default=16, converter=parse_count(1),
                     help="most parallel streams for one blob (Ollama: 16)"),
     ]
 
@@ -76,13 +65,16 @@ def resolve_reference(reference: str, settings: Any) -> str | None:
 
 
 def _settings(kernel: Any) -> Any:
-    from .ollama_registry import TransferSettings
+    from corral.sdk.outbound import Policy
+
+    from .registry import TransferSettings
 
     plugin = kernel.settings.plugin
     min_part = plugin["registry.min_part_size"]
     return TransferSettings(stall_timeout=plugin["registry.stall_timeout"], retries=plugin["registry.retries"],
                             backoff=plugin["registry.backoff"], min_part_size=min_part,
-                            max_part_size=max(min_part, 1_000_000_000), max_parts=plugin["registry.max_parts"])
+                            max_part_size=max(min_part, 1_000_000_000), max_parts=plugin["registry.max_parts"],
+                            policy=Policy.of(kernel))
 
 
 async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
@@ -108,7 +100,7 @@ class OllamaSource:
     def _registry(self, ref: ModelRef, insecure: bool, cancel: threading.Event) -> Any:
         """A Registry sharing this source's HTTP connections and tokens (building an HTTPS client
         costs tens of milliseconds; a token is good for many requests)."""
-        from .ollama_registry import Registry, http_client
+        from .registry import Registry, http_client
 
         settings = _settings(self.kernel)
         scheme = "http" if insecure else ref.scheme
@@ -155,11 +147,10 @@ class OllamaSource:
     # -- pull --------------------------------------------------------------------------------
 
     async def pull(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
-        from corral.store import decode_manifest
-
         store = self.kernel.store
         cancel = threading.Event()
-        registry = self._registry(ref, insecure, cancel)
+        # building an HTTP client (imports, TLS contexts) takes a while: not on the event loop
+        registry = await anyio.to_thread.run_sync(self._registry, ref, insecure, cancel)
         partials: list[Any] = []
         try:
             yield Progress(status="pulling manifest")
@@ -169,22 +160,26 @@ class OllamaSource:
             except StoreError as error:
                 raise PullError(f"pull model manifest: the registry sent an invalid manifest: "
                                 f"{error.message.removeprefix('corrupt manifest from the registry: ')}") from None
-            seen: set[str] = set()
-            for layer in [*manifest.layers, manifest.config]:
-                if layer.digest in seen:
-                    continue
-                seen.add(layer.digest)
-                async for item in self._pull_blob(registry, layer, partials, cancel):
-                    yield item
-            if partials:
-                yield Progress(status="verifying sha256 digest")
-                for partial in partials:
-                    await anyio.to_thread.run_sync(partial.verify)
-                for partial in list(partials):
-                    await anyio.to_thread.run_sync(partial.commit)
-                    partials.remove(partial)
-            yield Progress(status="writing manifest")
-            await store.put_raw(ref, raw)
+            await store.check_space({layer.digest: layer.size for layer in [*manifest.layers, manifest.config]},
+                                    "pull model")
+            # blobs present now (shared with other models) stay until the manifest names them
+            async with store.holding(manifest.digests):
+                seen: set[str] = set()
+                for layer in [*manifest.layers, manifest.config]:
+                    if layer.digest in seen:
+                        continue
+                    seen.add(layer.digest)
+                    async for item in self._pull_blob(registry, layer, partials, cancel):
+                        yield item
+                if partials:
+                    yield Progress(status="verifying sha256 digest")
+                    for partial in partials:
+                        await anyio.to_thread.run_sync(partial.verify)
+                    for partial in list(partials):
+                        await anyio.to_thread.run_sync(partial.commit)
+                        partials.remove(partial)
+                yield Progress(status="writing manifest")
+                await store.put_raw(ref, raw)
             yield Progress(status="success")
         finally:
             cancel.set()
@@ -222,8 +217,6 @@ class OllamaSource:
     # -- push --------------------------------------------------------------------------------
 
     async def push(self, ref: ModelRef, *, insecure: bool = False) -> AsyncIterator[Progress]:
-        from corral.store import decode_manifest
-
         from .blob_transfer import Transfer, upload
 
         store = self.kernel.store
@@ -235,7 +228,8 @@ class OllamaSource:
         raw = read[0]
         manifest = decode_manifest(raw, found.display)
         cancel = threading.Event()
-        registry = self._registry(ref, insecure, cancel)
+        # building an HTTP client (imports, TLS contexts) takes a while: not on the event loop
+        registry = await anyio.to_thread.run_sync(self._registry, ref, insecure, cancel)
         try:
             for layer in [*manifest.layers, manifest.config]:
                 status, digest = f"pushing {_short(layer.digest)}", layer.digest

@@ -1,5 +1,11 @@
-"""Request parsing and response helpers that give Ollama's exact shapes: Go-style JSON, RFC 3339
-timestamps, NDJSON streams that turn a late error into a last ``{"error": ...}`` line."""
+"""The toolkit for HTTP frontends (Quart blueprints from ``register_blueprints``).
+
+Ollama's exact shapes: Go-style JSON, Go's unmarshal errors for wrong field types, RFC 3339
+timestamps, NDJSON streams that turn a late error into a last ``{"error": ...}`` line; OpenAI's
+server-sent events and error objects; the kernel a request is served by (``kernel()``); and
+``Bind`` records for the server's ``register_binds`` hook. Streams made here are ended cleanly by
+the server's shutdown.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +14,105 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+import attrs
 from quart import Response, current_app, request
 
 from corral import gojson
 from corral.errors import CorralError, InvalidName, InvalidRequest, ModelNotFound
+from corral.inference import check_think, parse_keep_alive_value
+from corral.interfaces import Kernel
 from corral.names import parse_reference
 from corral.types import Progress
+
+__all__ = [
+    "ACCESS_LEVELS", "FULL", "INFERENCE", "OPEN", "access", "access_of",
+    "JSON_TYPE", "KERNEL_KEY", "NDJSON_TYPE", "SSE_TYPE", "STREAMS_KEY", "Bind", "Fields", "OpenStreams", "bind_port",
+    "check_think", "checked_model_name", "counted_stream", "empty_response", "error_response", "go_json",
+    "json_response", "kernel", "ndjson_stream", "now_utc", "openai_error", "openai_json_response",
+    "parse_keep_alive_value", "progress_json", "progress_response", "read_json", "rfc3339", "sse_stream",
+]
 
 log = logging.getLogger("corral.server")
 
 JSON_TYPE = "application/json; charset=utf-8"
 NDJSON_TYPE = "application/x-ndjson"
+SSE_TYPE = "text/event-stream"
+OPENAI_JSON_TYPE = "application/json"
+
+KERNEL_KEY = "corral.kernel"
+"""``app.extensions[KERNEL_KEY]`` is the kernel the app serves."""
+STREAMS_KEY = "corral.streams"
+"""``app.extensions[STREAMS_KEY]`` is the app's OpenStreams."""
+
+go_json = gojson.dumps
+"""JSON text as Go's encoding/json writes it (what Ollama's answers look like, byte for byte)."""
+
+
+def kernel() -> Kernel:
+    """The kernel serving the current request."""
+    return current_app.extensions[KERNEL_KEY]
 
 _JSON_KIND = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object",
               type(None): "null"}
+
+
+@attrs.frozen
+class Bind:
+    """An address for ``corral serve`` to listen on besides OLLAMA_HOST, from ``register_binds``.
+
+    ``address`` is a Hypercorn bind, ``host:port`` (``[::1]:9090`` for IPv6). With
+    ``requires_key=False``, requests arriving on that port skip the API-key check: the plugin
+    that declares such a bind answers only safe paths there (``/metrics`` on ``metrics.port``).
+    """
+
+    address: str
+    requires_key: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if bind_port(self.address) == 0 and not self.requires_key:
+            raise ValueError(f"bind {self.address!r}: a bind without the API key needs a port of its own, not 0")
+
+
+def bind_port(address: str) -> int:
+    """The port of a ``host:port`` bind; ValueError for anything else."""
+    _host, colon, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not colon or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"bind {address!r}: expected host:port with a port up to 65535")
+    return int(port)
+
+
+OPEN = "open"
+"""Access level of a view anyone may call, with no key (``GET /``, the web UI's files)."""
+INFERENCE = "inference"
+"""Access level of a view an inference key may call: running models, listing and showing them."""
+FULL = "full"
+"""Access level of a view only a full key may call: anything that changes the store. The default."""
+ACCESS_LEVELS = (OPEN, INFERENCE, FULL)
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def access(level: str) -> Callable[[View], View]:
+    """Declare which API keys may call a view when the server has keys (``server.api_keys``).
+
+    ``@access(INFERENCE)`` lets inference keys in as well as full ones; ``@access(OPEN)`` needs
+    no key at all. A view without it needs a full key. Put it under ``@blueprint.route``.
+    """
+    if level not in ACCESS_LEVELS:
+        raise ValueError(f"access level {level!r}: expected one of {', '.join(ACCESS_LEVELS)}")
+
+    def declare(view: View) -> View:
+        view.corral_access = level  # type: ignore[attr-defined]
+        return view
+
+    return declare
+
+
+def access_of(view: Callable[..., Any]) -> str:
+    """The access level a view declared with :func:`access`; FULL when it declared none."""
+    return getattr(view, "corral_access", FULL)
 
 
 class OpenStreams:
@@ -169,7 +258,7 @@ def counted_stream(items: AsyncGenerator[Any, None], *, frame: Callable[[Any], b
     """A streamed response that the server's shutdown waits for (``OpenStreams``): each item
     becomes ``frame(item)``, and shutdown or a late error ends it with ``frame(failure(message,
     status))``, since the status line has gone out already. ``end`` closes a complete stream."""
-    streams: OpenStreams = current_app.extensions["corral.streams"]
+    streams: OpenStreams = current_app.extensions[STREAMS_KEY]
 
     async def body() -> AsyncIterator[bytes]:
         streams.count += 1
@@ -225,3 +314,24 @@ async def progress_response(progress: AsyncIterator[Progress], stream: bool) -> 
     async for item in objects():
         last = item
     return json_response(last)
+
+
+# -- OpenAI's shapes ---------------------------------------------------------------------------------
+
+
+def openai_error(message: str, status: int) -> dict[str, Any]:
+    """OpenAI's error object, with the type its clients expect for the status."""
+    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def openai_json_response(value: Any, status: int = 200) -> Response:
+    """A JSON answer as Ollama's /v1 writes it (Go JSON, a final newline)."""
+    return Response(gojson.dumps(value) + "\n", status=status, content_type=OPENAI_JSON_TYPE)
+
+
+def sse_stream(events: AsyncGenerator[dict[str, Any], None]) -> Response:
+    """Server-sent events ``data: {...}`` ending with ``data: [DONE]``, as OpenAI streams. Shutdown
+    and late errors end the stream with an ``openai_error`` event, which OpenAI's clients raise."""
+    return counted_stream(events, frame=lambda value: f"data: {gojson.dumps(value)}\n\n".encode(),
+                          failure=openai_error, content_type=SSE_TYPE, end=b"data: [DONE]\n\n")

@@ -1,0 +1,106 @@
+"""corral.sdk.runner over its pipe transport, with a small engine (tests/echo_engine.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from corral import CompletionRequest, RuntimeFailure
+from corral.sdk.runner import RunnerClient, RunnerSpec, SpareRunners, open_pipe, start_runner
+
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+
+
+def spec(**config: object) -> RunnerSpec:
+    return RunnerSpec(engine="echo_engine:Echo", config=config)
+
+
+@asynccontextmanager
+async def echo_runner(ready_timeout: float | None = None, **config: object) -> AsyncIterator[RunnerClient]:
+    process = await start_runner(env=ENV)
+    async with open_pipe(process, name="echo") as transport, \
+            RunnerClient.connect(transport, spec(**config), name="echo", ready_timeout=ready_timeout) as client:
+        yield client
+
+
+async def text_of(client: RunnerClient, prompt: str) -> tuple[str, str | None]:
+    chunks = [chunk async for chunk in client.complete(CompletionRequest(prompt=prompt))]
+    return "".join(chunk.text for chunk in chunks), chunks[-1].done_reason
+
+
+@pytest.mark.anyio
+async def test_requests_are_matched_to_their_replies_and_stray_output_stays_out() -> None:
+    async with echo_runner() as client:
+        assert (client.context_length, client.slots) == (64, 2)
+        results = {}
+
+        async def one(prompt: str) -> None:
+            results[prompt] = await text_of(client, prompt)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(one, "a b c d")
+            group.start_soon(one, "one two three")
+        assert results == {"a b c d": ("a b c d ", "stop"), "one two three": ("one two three ", "stop")}
+        assert await client.tokenize("hello there") == [5, 5]
+
+
+@pytest.mark.anyio
+async def test_closing_a_stream_early_cancels_it_in_the_runner() -> None:
+    async with echo_runner() as client:
+        stream = client.complete(CompletionRequest(prompt="w " * 1000))
+        assert (await stream.__anext__()).text == "w "
+        await stream.aclose()  # sends cancel; the slot is free for the next request
+        assert await text_of(client, "next") == ("next ", "stop")
+
+
+@pytest.mark.anyio
+async def test_an_engine_that_cannot_load_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeFailure, match="llama runner failed to load the model: ValueError: no such file"):
+        async with echo_runner(fail="no such file"):
+            pass
+
+
+@pytest.mark.anyio
+async def test_a_slow_load_times_out() -> None:
+    with pytest.raises(RuntimeFailure, match="did not load the model within 0.5 seconds"):
+        async with echo_runner(ready_timeout=0.5, load_seconds=30):
+            pass
+
+
+@pytest.mark.anyio
+async def test_a_runner_that_dies_fails_its_requests_with_the_reason() -> None:
+    async with echo_runner() as client:
+        stream = client.complete(CompletionRequest(prompt="w " * 10000))
+        await stream.__anext__()
+        os.kill(client.transport.process.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeFailure, match="llama runner process has terminated: signal 9"):
+            async for _chunk in stream:
+                pass
+        with anyio.fail_after(5):
+            await client.wait()
+        with pytest.raises(RuntimeFailure, match="has terminated: signal 9"):
+            await client.tokenize("late")
+
+
+@pytest.mark.anyio
+async def test_a_spare_runner_takes_the_next_load() -> None:
+    spares = SpareRunners(["echo_engine"], env=ENV)
+    try:
+        first, was_spare = await spares.take()
+        assert not was_spare
+        await spares.refill()
+        second, was_spare = await spares.take()
+        assert was_spare and second is not first
+        async with open_pipe(second, name="echo") as transport, \
+                RunnerClient.connect(transport, spec(), name="echo") as client:
+            assert await text_of(client, "warm") == ("warm ", "stop")
+        first.kill()
+        await first.wait()
+    finally:
+        await spares.aclose()
