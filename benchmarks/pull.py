@@ -12,8 +12,8 @@ one model whose weights are SIZE MB of random bytes. Each run, alternating the o
 The ratio plain seconds / corral seconds is the figure of merit (goal: >= 0.9). ``curl`` is timed
 too, for reference, when it is installed.
 
-    /work/venv/bin/python benchmarks/pull.py                # 500 MB, 3 runs per side
-    /work/venv/bin/python benchmarks/pull.py --size 200 --runs 5
+    python benchmarks/pull.py             # 500 MB, 3 runs per side
+    python benchmarks/pull.py --size 200 --runs 5
 """
 
 from __future__ import annotations

@@ -31,9 +31,16 @@ cold``) both sides first complete one token of an unrelated prompt, so the measu
 evaluated in full on both sides. ``--prompt-cache warm`` keeps the measured prompt cached on both
 sides instead: TTFT is then about one decode step and the added TTFT is the plumbing alone.
 
-Run it with the Python that has corral installed::
+Run it with the Python that has corral installed (its virtual environment active)::
 
-    /work/venv/bin/python benchmarks/streaming.py [--tokens 256] [--runs 3] [--prompt-tokens small|long|N]
+    python benchmarks/streaming.py [--tokens 256] [--runs 3] [--prompt-tokens small|long|N]
+    python benchmarks/streaming.py --stream-interval-ms 0 --against main --runs 9
+
+``--stream-interval-ms 0`` measures Ollama's framing (one chunk per token). ``--against REVISION``
+adds a third side, a second corral server running that git revision's code (its core, sdk, plugins
+and contrib folders unpacked from this repository into a temporary folder laid out as the corral
+package and put first on its PYTHONPATH), alternating with the others:
+the comparison of the two corrals is then made under the same noise.
 
 The SmolLM2-135M test model is fetched once (``corral.testing.smollm2_path()``); ``--model``
 benchmarks another GGUF (the prompts use ChatML tokens). The server and its runner are stopped on
@@ -121,6 +128,27 @@ def cpu_seconds(pid: int | str) -> float:
         return 0.0
 
 
+def thread_times(pid: int | str | None) -> dict[str, float]:
+    """CPU seconds of each live thread of a process, to the nanosecond (schedstat; /proc/PID/stat
+    counts in 10 ms ticks, too coarse for a fraction of a millisecond per token)."""
+    times: dict[str, float] = {}
+    if pid is None:
+        return times
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return times
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            times[f"{pid}/{task.name}"] = int((task / "schedstat").read_text().split()[0]) / 1e9
+    return times
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> float:
+    """CPU seconds between two thread_times() snapshots; a thread that ended in between is left out."""
+    return sum(value - before.get(key, 0.0) for key, value in after.items())
+
+
 def children(pid: int) -> list[int]:
     found: list[int] = []
     try:
@@ -159,15 +187,17 @@ class Meter:
     def __init__(self, server_pid: int | None) -> None:
         self.server_pid = server_pid
 
-    def snapshot(self) -> dict[str, float]:
-        runner = sum(cpu_seconds(pid) for pid in children(self.server_pid)) if self.server_pid else 0.0
-        return {"wall": time.perf_counter(), "machine": machine_busy_seconds(), "self": cpu_seconds("self"),
-                "client": time.thread_time(), "server": cpu_seconds(self.server_pid) if self.server_pid else 0.0,
-                "runner": runner}
+    def snapshot(self) -> dict[str, Any]:
+        runner: dict[str, float] = {}
+        for pid in children(self.server_pid) if self.server_pid else ():
+            runner.update(thread_times(pid))
+        return {"wall": time.perf_counter(), "machine": machine_busy_seconds(), "self": thread_times("self"),
+                "client": time.thread_time(), "server": thread_times(self.server_pid), "runner": runner}
 
     @staticmethod
-    def usage(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-        delta = {key: after[key] - before[key] for key in before}
+    def usage(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+        delta = {key: cpu_used(before[key], after[key]) if isinstance(before[key], dict) else after[key] - before[key]
+                 for key in before}
         ours = delta["self"] + delta["server"] + delta["runner"]
         wall = delta["wall"] or 1e-9
         return {"server": delta["server"], "runner": delta["runner"], "client": delta["client"],
@@ -238,11 +268,54 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class Server:
-    """``corral serve`` over a temporary store holding the model; stopped by ``close()`` (idempotent)."""
+class Process:
+    """A server subprocess in a session of its own with its output in ``log_path``; it gets SIGTERM
+    if this script dies, and ``close()`` (idempotent) stops it: SIGTERM, then its whole process
+    group killed if it is too slow or a second Ctrl+C comes."""
+
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl+C reaches only us; we stop the server ourselves
+            preexec_fn=_die_with_parent,
+        )
+        atexit.register(self.close)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def close(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        try:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # a corral server stops its runner before it exits
+                process.wait(timeout=30)
+        except BaseException:  # too slow, or a second Ctrl+C: kill the server's whole process group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
+                raise
+        finally:
+            self.process = None
+            self.log.close()
+
+
+class Server(Process):
+    """``corral serve`` over a temporary store holding the model."""
 
     def __init__(self, model_path: Path, workdir: Path, *, num_parallel: int = 1,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, code: Path | None = None) -> None:
         sys.path.insert(0, str(REPO / "tests"))
         from servers import store_with_smollm2  # the tests' store builder (writes an Ollama-layout store)
 
@@ -253,19 +326,10 @@ class Server:
         env.update(HOME=str(workdir / "home"), OLLAMA_HOST=f"127.0.0.1:{self.port}", OLLAMA_MODELS=str(store),
                    OLLAMA_KEEP_ALIVE="-1", OLLAMA_NUM_PARALLEL=str(num_parallel))
         env.update(extra_env or {})
-        self.log_path = workdir / "server.log"
-        self.log = self.log_path.open("wb")
-        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"],
-            env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl+C reaches only us; we stop the server ourselves
-            preexec_fn=_die_with_parent,
-        )
-        atexit.register(self.close)
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        if code is not None:  # another revision's corral, found before the installed one
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(code), env.get("PYTHONPATH"))))
+        super().__init__([sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"],
+                         workdir / "server.log", env)
 
     def wait_ready(self, client: Any, timeout: float = 60) -> None:
         import httpx
@@ -281,32 +345,10 @@ class Server:
                 raise SystemExit(f"corral serve did not start; its log:\n{self.log_tail()}")
             time.sleep(0.1)
 
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def close(self) -> None:
-        process = self.process
-        if process is None:
-            return
-        try:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)  # the server stops its runner before it exits
-                process.wait(timeout=30)
-        except BaseException:  # too slow, or a second Ctrl+C: kill the server's whole process group
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            if not isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
-                raise
-        finally:
-            self.process = None
-            self.log.close()
-
 
 class Corral:
-    def __init__(self, server: Server, client: Any, *, options: dict[str, Any]) -> None:
+    def __init__(self, server: Server, client: Any, *, options: dict[str, Any], label: str = "corral") -> None:
+        self.label = label
         self.server = server
         self.client = client
         self.options = options
@@ -348,7 +390,7 @@ class Corral:
                 if item.get("done"):
                     final = item
         usage = Meter.usage(before, meter.snapshot()) if meter and before else None
-        result = measurement("corral", started, times, pieces, prompt_tokens=final.get("prompt_eval_count", 0),
+        result = measurement(self.label, started, times, pieces, prompt_tokens=final.get("prompt_eval_count", 0),
                              tokens=final.get("eval_count", 0), reason=final.get("done_reason"), usage=usage)
         if final.get("eval_duration"):
             result["server_rate"] = final["eval_count"] / (final["eval_duration"] / 1e9)
@@ -378,7 +420,8 @@ def median(values: list[float]) -> float:
 
 
 def print_table(rows: list[dict[str, Any]], wanted: int) -> None:
-    header = (f"{'side':<9}{'run':>4}{'prompt':>8}{'tokens':>8}{'chunks':>8}{'TTFT ms':>10}{'decode t/s':>12}"
+    width = max(9, *(len(row["side"]) + 1 for row in rows))
+    header = (f"{'side':<{width}}{'run':>4}{'prompt':>8}{'tokens':>8}{'chunks':>8}{'TTFT ms':>10}{'decode t/s':>12}"
               f"{'server t/s':>12}{'srv ms/tok':>12}{'run ms/tok':>12}{'cli ms/tok':>12}{'other cores':>13}")
     print(header)
     print("-" * len(header))
@@ -394,13 +437,13 @@ def print_table(rows: list[dict[str, Any]], wanted: int) -> None:
         if row["side"] == "baseline":  # the model runs in this process: its CPU is the 'runner' column
             cpu = {"server": "-", "runner": ms("self"), "client": "-"}
         other = f"{usage['other_cores']:.2f}{'*' if noisy(row) else ''}" if "other_cores" in usage else "-"
-        print(f"{row['side']:<9}{row['run']:>4}{row['prompt_tokens']:>8}{row['tokens']:>8}{row['chunks']:>8}"
+        print(f"{row['side']:<{width}}{row['run']:>4}{row['prompt_tokens']:>8}{row['tokens']:>8}{row['chunks']:>8}"
               f"{row['ttft_ms']:>10.1f}{row['decode']:>12.1f}{server:>12}{cpu['server']:>12}{cpu['runner']:>12}"
               f"{cpu['client']:>12}{other:>13}")
-    for side in ("baseline", "corral"):
+    for side in dict.fromkeys(row["side"] for row in rows):
         mine = [r for r in rows if r["side"] == side]
         server = median([r["server_rate"] for r in mine if "server_rate" in r])
-        print(f"{side + ' median':<21}{median([r['tokens'] for r in mine]):>8.0f}{'':>8}"
+        print(f"{side + ' median':<{width + 12}}{median([r['tokens'] for r in mine]):>8.0f}{'':>8}"
               f"{median([r['ttft_ms'] for r in mine]):>10.1f}{median([r['decode'] for r in mine]):>12.1f}"
               f"{(f'{server:.1f}' if server == server else '-'):>12}")
     if any(noisy(row) for row in rows):
@@ -411,9 +454,9 @@ def print_table(rows: list[dict[str, Any]], wanted: int) -> None:
               "rates use the tokens produced")
 
 
-def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+def summary(rows: list[dict[str, Any]], side: str = "corral") -> dict[str, float]:
     base = [r for r in rows if r["side"] == "baseline"]
-    ours = [r for r in rows if r["side"] == "corral"]
+    ours = [r for r in rows if r["side"] == side]
     pairs = list(zip(base, ours))
     return {
         "baseline_decode": median([r["decode"] for r in base]),
@@ -430,6 +473,51 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         "quiet_decode_ratio": median([c["decode"] / b["decode"] for b, c in quiet]),
         "quiet_added_ttft_ms": median([c["ttft_ms"] - b["ttft_ms"] for b, c in quiet]),
     }
+
+
+def server_ms_per_token(row: dict[str, Any]) -> float:
+    usage = row.get("usage") or {}
+    return usage["server"] * 1000 / max(row["tokens"] or row["chunks"], 1) if "server" in usage else float("nan")
+
+
+def versus_summary(rows: list[dict[str, Any]], other: str) -> dict[str, float]:
+    """This checkout's corral against another side (a revision, a plugin on), run by run (they alternate)."""
+    pairs = list(zip([r for r in rows if r["side"] == "corral"], [r for r in rows if r["side"] == other]))
+    return {
+        "pairs": len(pairs),
+        "decode_ratio": median([a["decode"] / b["decode"] for a, b in pairs]),
+        "server_ms_per_token": median([server_ms_per_token(a) for a, _ in pairs]),
+        "other_server_ms_per_token": median([server_ms_per_token(b) for _, b in pairs]),
+        "server_cpu_ratio": median([server_ms_per_token(a) / server_ms_per_token(b) for a, b in pairs]),
+    }
+
+
+PACKAGE_FOLDERS = {"core": "", "sdk": "sdk", "plugins": "plugins", "contrib": "contrib"}
+"""Repository folders and where they sit in the ``corral`` package (pyproject.toml's package-dir)."""
+
+
+def overlay(revision: str, target: Path) -> Path:
+    """The ``corral`` package of a git revision of this repository, unpacked under ``target``, for
+    PYTHONPATH (the server and its runner then import that revision's code)."""
+    import io
+    import tarfile
+
+    listing = subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", revision],
+                             capture_output=True, text=True, check=False)
+    if listing.returncode != 0:
+        raise SystemExit(f"git ls-tree {revision} failed: {listing.stderr.strip()}")
+    folders = [folder for folder in PACKAGE_FOLDERS if folder in listing.stdout.split()]
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", revision, *folders],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"git archive {revision} failed: {archive.stderr.decode(errors='replace').strip()}")
+    source = target / "src"
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(source, filter="data")
+    package = target / "pkg" / "corral"
+    for folder in folders:  # core first: it is the package itself
+        shutil.copytree(source / folder, package / PACKAGE_FOLDERS[folder], dirs_exist_ok=True)
+    return package.parent
 
 
 NOISY_CORES = 0.25
@@ -473,6 +561,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="before each pair of runs, wait up to this long for other processes to use "
                              "under 0.15 cores; 0 to measure at once; default 120")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--stream-interval-ms", type=float, metavar="MS",
+                        help="corral's llamacpp.stream_interval_ms (0: one chunk per token, Ollama's framing); "
+                             "default corral's own default")
+    parser.add_argument("--against", metavar="REVISION",
+                        help="also run a second corral server with the code of this git revision (e.g. main), "
+                             "alternating with this checkout's, and compare the two")
+    parser.add_argument("--plugin", metavar="NAME",
+                        help="also run a second corral server with this plugin enabled (e.g. metrics), alternating "
+                             "with the plain one, and compare the two")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="n_threads on both sides; default the CPU count")
     parser.add_argument("--model", type=Path, help="a GGUF file; default the SmolLM2-135M test model")
@@ -509,11 +606,20 @@ def main(argv: list[str] | None = None) -> int:
         "stop": [],
     }
     workdir = Path(tempfile.mkdtemp(prefix="corral-bench-"))
-    server: Server | None = None
+    servers: list[Server] = []
     profiler: subprocess.Popen[bytes] | None = None
+    extra_env = {} if args.stream_interval_ms is None else {"CORRAL_STREAM_INTERVAL_MS": str(args.stream_interval_ms)}
     try:
-        # The server starts first, before this process has any threads (preexec_fn is then safe).
-        server = Server(args.model, workdir)
+        # The servers start first, before this process has any threads (preexec_fn is then safe).
+        server = Server(args.model, workdir / "corral", extra_env=extra_env)
+        servers.append(server)
+        if args.against:
+            code = overlay(args.against, workdir / "against")
+            servers.append(Server(args.model, workdir / "against", extra_env=extra_env, code=code))
+        if args.plugin:
+            config = workdir / "plugged.toml"
+            config.write_text(f"[plugins]\nenable = {json.dumps([args.plugin])}\n")
+            servers.append(Server(args.model, workdir / "plugged", extra_env={**extra_env, "CORRAL_CONFIG": str(config)}))
         baseline = Baseline(args.model, num_ctx=args.num_ctx, threads=args.threads, seed=args.seed, options=options)
         prompt = build_prompt(args.prompt_tokens, lambda text: len(baseline.tokenize(text)))
         prompt_tokens = baseline.tokenize(prompt)
@@ -523,25 +629,34 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{len(prompt_tokens)} prompt tokens + {args.tokens} do not fit --num-ctx {args.num_ctx}")
 
         client = httpx.Client(timeout=None)
-        server.wait_ready(client)
-        corral = Corral(server, client, options=options)
-        corral.preload()
-        meter = Meter(server.pid)
-        for side in (baseline, corral):  # warm-up: page the weights in, settle threads and caches
+        corrals = []
+        labels = ["corral"] + ([f"corral@{args.against}"] if args.against else []) \
+            + ([f"corral+{args.plugin}"] if args.plugin else [])
+        for each, label in zip(servers, labels):
+            each.wait_ready(client)
+            corrals.append(Corral(each, client, options=options, label=label))
+            corrals[-1].preload()
+        corral = corrals[0]
+        meters = {id(side): Meter(side.server.pid) for side in corrals}
+        meters[id(baseline)] = Meter(server.pid)
+        sides = [baseline, *corrals]
+        for side in sides:  # warm-up: page the weights in, settle threads and caches
             side.complete(prompt, 16)
 
         print(f"corral streaming benchmark, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
               f"{platform.node()} {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
         print(f"model {args.model.name}; prompt {args.prompt_tokens} ({len(prompt_tokens)} tokens); "
               f"{args.tokens} tokens per run; num_ctx {args.num_ctx}; {args.threads} threads; "
-              f"prompt cache {args.prompt_cache}; {args.runs} runs per side, alternating\n")
+              f"prompt cache {args.prompt_cache}; stream interval "
+              f"{'default' if args.stream_interval_ms is None else f'{args.stream_interval_ms:g} ms'}; "
+              f"{args.runs} runs per side, alternating\n")
         rows: list[dict[str, Any]] = []
         for run in range(1, args.runs + 1):
             if args.wait_quiet > 0:
                 load = wait_until_quiet(args.wait_quiet)
                 if load >= 0.15:
                     print(f"  (other processes still use {load:.2f} cores; measuring anyway)", flush=True)
-            for side in (baseline, corral):
+            for side in sides:
                 if args.prompt_cache == "cold":
                     if side is baseline:
                         baseline.llm.reset()
@@ -552,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
                          "--output", str(args.py_spy), "--nonblocking"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     time.sleep(1.0)
-                row = side.complete(prompt, args.tokens, meter)
+                row = side.complete(prompt, args.tokens, meters[id(side)])
                 row["run"] = run
                 rows.append(row)
                 print(f"  run {run} {row['side']:<8} decode {row['decode']:6.1f} tok/s  TTFT {row['ttft_ms']:7.1f} ms"
@@ -577,6 +692,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"added TTFT {result['quiet_added_ttft_ms']:+.1f} ms") if result["quiet_pairs"] else ""
             print(f"only {result['quiet_pairs']} of {args.runs} pairs ran with other processes under "
                   f"{NOISY_CORES} cores{over}")
+        for other in labels[1:]:
+            theirs = summary(rows, other)
+            versus = versus_summary(rows, other)
+            result[other] = {**versus, "their_pair_decode_ratio": theirs["pair_decode_ratio"]}
+            print(f"\n{other}/baseline decode: {theirs['pair_decode_ratio']:.3f}  (median of the per-pair ratios)")
+            print(f"corral/{other} decode: {versus['decode_ratio']:.3f}  (median of {versus['pairs']} per-pair ratios)")
+            print(f"server CPU per token: corral {versus['server_ms_per_token']:.3f} ms, {other} "
+                  f"{versus['other_server_ms_per_token']:.3f} ms (median), "
+                  f"per-pair ratio {versus['server_cpu_ratio']:.3f}")
         if args.json:
             args.json.write_text(json.dumps({
                 "date": dt.datetime.now().astimezone().isoformat(), "cpus": os.cpu_count(),
@@ -592,8 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         if profiler is not None and profiler.poll() is None:
             profiler.kill()
             profiler.wait()
-        if server is not None:
-            server.close()
+        for each in servers:
+            each.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

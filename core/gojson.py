@@ -56,3 +56,8 @@ def dumps(value: Any) -> str:
     out: list[str] = []
     _encode(value, out)
     return "".join(out).translate(_TABLE)
+
+
+def string(value: str) -> str:
+    """One string as Go's json.Marshal writes it, for objects pre-encoded around it."""
+    return _string(value).translate(_TABLE)

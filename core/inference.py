@@ -37,6 +37,7 @@ from .types import (
     ModelParts,
     Reply,
 )
+from .usage import Usage, current_usage
 
 THINK_LEVELS = ("high", "medium", "low", "max")
 
@@ -154,6 +155,8 @@ class Inference:
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Reply]:
         started = time.perf_counter_ns()
         prepared = await self.prepare(request.model)
+        usage = current_usage()
+        usage.model = prepared.info.name
         if not request.prompt and request.keep_alive == 0:
             await self.kernel.scheduler.unload(prepared.info)
             yield Reply(done=True, done_reason="unload")
@@ -168,6 +171,7 @@ class Inference:
             self._require(prepared, "vision", f"{prepared.info.ref} does not support vision")
         options = self._options(prepared, request.options)
         async with self.kernel.scheduler.lease(prepared.info, options, keep_alive=request.keep_alive) as lease:
+            usage.leased(lease)
             if not request.prompt:
                 yield Reply(done=True, done_reason="load",
                             metrics=Metrics(total_ns=time.perf_counter_ns() - started, load_ns=lease.load_duration_ns))
@@ -187,7 +191,8 @@ class Inference:
                                       prompt=request.prompt, suffix=request.suffix)
             completion = CompletionRequest(prompt=prompt, options=options, images=request.images,
                                            context=request.context, format=request.format)
-            async with aclosing(self._stream(prepared, lease, completion, started, think=think, tools=())) as replies:
+            stream = self._stream(prepared, lease, completion, started, usage, think=think, tools=())
+            async with aclosing(stream) as replies:
                 async for reply in replies:
                     yield attrs.evolve(reply, context=None) if request.raw and reply.done else reply
 
@@ -196,6 +201,8 @@ class Inference:
     async def chat(self, request: ChatRequest) -> AsyncIterator[Reply]:
         started = time.perf_counter_ns()
         prepared = await self.prepare(request.model)
+        usage = current_usage()
+        usage.model = prepared.info.name
         if not request.messages and request.keep_alive == 0:
             await self.kernel.scheduler.unload(prepared.info)
             yield Reply(done=True, done_reason="unload")
@@ -208,6 +215,7 @@ class Inference:
         think, level, think_set = self._thinking(prepared, request.think, request.model)
         options = self._options(prepared, request.options)
         async with self.kernel.scheduler.lease(prepared.info, options, keep_alive=request.keep_alive) as lease:
+            usage.leased(lease)
             if not request.messages:
                 yield Reply(done=True, done_reason="load",
                             metrics=Metrics(total_ns=time.perf_counter_ns() - started, load_ns=lease.load_duration_ns))
@@ -218,7 +226,7 @@ class Inference:
             prompt = await self._fit(prepared, lease, messages, request.tools, think, level, think_set,
                                      limit=lease.entry.context_length, truncate=request.truncate)
             completion = CompletionRequest(prompt=prompt, options=options, format=request.format)
-            stream = self._stream(prepared, lease, completion, started, think=think, tools=request.tools)
+            stream = self._stream(prepared, lease, completion, started, usage, think=think, tools=request.tools)
             async with aclosing(stream) as replies:
                 async for reply in replies:
                     yield attrs.evolve(reply, context=None)
@@ -250,8 +258,8 @@ class Inference:
                               prompt=prompt, suffix=suffix, think=think, think_level=level, is_think_set=think_set)
         return template.render(values)
 
-    async def _stream(self, prepared: Prepared, lease: Any, completion: CompletionRequest, started: int, *,
-                      think: bool, tools: Sequence[Mapping[str, Any]]) -> AsyncIterator[Reply]:
+    async def _stream(self, prepared: Prepared, lease: Any, completion: CompletionRequest, started: int,
+                      usage: Usage, *, think: bool, tools: Sequence[Mapping[str, Any]]) -> AsyncIterator[Reply]:
         splitter = None
         if think and isinstance(prepared.template, PromptTemplate):
             opening, closing = prepared.template.thinking_tags()
@@ -262,6 +270,8 @@ class Inference:
         async with aclosing(lease.model.complete(completion)) as chunks:
             async for chunk in chunks:
                 if chunk.done:
+                    usage.prompt_tokens += chunk.prompt_tokens
+                    usage.completion_tokens += chunk.completion_tokens
                     thinking = content = ""
                     if splitter is not None:
                         thinking, content = splitter.flush()
@@ -277,6 +287,8 @@ class Inference:
                                     prompt_tokens=chunk.prompt_tokens, prompt_ns=chunk.prompt_duration_ns,
                                     eval_tokens=chunk.completion_tokens, eval_ns=chunk.eval_duration_ns))
                     return
+                if usage.first_token_at is None:
+                    usage.first_token_at = time.perf_counter()
                 thinking, content = splitter.feed(chunk.text) if splitter is not None else ("", chunk.text)
                 if parser is not None and content:
                     content = parser.feed(content)
@@ -289,12 +301,16 @@ class Inference:
     async def embed(self, request: EmbedRequest) -> Embeddings:
         started = time.perf_counter_ns()
         prepared = await self.prepare(request.model)
+        usage = current_usage()
+        usage.model = prepared.info.name
         options = self._options(prepared, request.options)
         async with self.kernel.scheduler.lease(prepared.info, options, keep_alive=request.keep_alive,
                                                embedding=True) as lease:
+            usage.leased(lease)
             if not request.inputs:
                 return Embeddings(vectors=[], prompt_tokens=0, metrics=Metrics(load_ns=lease.load_duration_ns))
             vectors, tokens = await lease.model.embed(list(request.inputs), truncate=request.truncate)
+            usage.prompt_tokens += tokens
         result = []
         for vector in vectors:
             if any(not math.isfinite(value) for value in vector):

@@ -275,6 +275,9 @@ class RunningModel(Protocol):
 class Scheduler(Protocol):
     """``kernel.scheduler``: which models are loaded."""
 
+    waiting: int
+    """Requests waiting now for a slot, for room to load, or for a load (at most OLLAMA_MAX_QUEUE)."""
+
     def loaded(self) -> list[RunningModel]:
         """Loaded models, latest to expire first."""
 

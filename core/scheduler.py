@@ -53,6 +53,9 @@ class Loaded:
     expires_at: dt.datetime | None = None
     loaded_at: float = attrs.field(factory=time.monotonic)
     generation: int = 0
+    load_ns: int = 0
+    loaded_by: int | None = None
+    """The task that loaded it, until that task's lease has counted the load as its own."""
     stop: anyio.Event = attrs.field(factory=anyio.Event)
     closed: anyio.Event = attrs.field(factory=anyio.Event)
 
@@ -68,6 +71,9 @@ class Lease:
     model: Any
     entry: Loaded
     load_duration_ns: int
+    """From asking for the slot to holding it (Ollama's load_duration): queueing and loading."""
+    queue_duration_ns: int = 0
+    """The part of it spent waiting (for a slot, for room, for another request's load)."""
 
 
 @attrs.define(eq=False)
@@ -120,8 +126,12 @@ class Scheduler:
         finally:
             self.waiting -= 1
         load_duration = time.perf_counter_ns() - started
+        loaded_here = 0
+        if entry.loaded_by is not None and entry.loaded_by == anyio.get_current_task().id:
+            loaded_here, entry.loaded_by = entry.load_ns, None
         try:
-            yield Lease(model=entry.model, entry=entry, load_duration_ns=load_duration)
+            yield Lease(model=entry.model, entry=entry, load_duration_ns=load_duration,
+                        queue_duration_ns=max(load_duration - loaded_here, 0))
         finally:
             entry.slots.release()
             self._release(entry)
@@ -212,6 +222,7 @@ class Scheduler:
     # -- loading and unloading --------------------------------------------------------------
 
     async def _load(self, info: ModelInfo, requested: dict[str, Any], embedding: bool) -> Loaded:
+        started = time.perf_counter_ns()
         spec_choice = self.kernel.runtime_for(info)
         runtime = self._runtimes.get(spec_choice.name)
         if runtime is None:
@@ -232,13 +243,13 @@ class Scheduler:
         entry = Loaded(key=(info.digest, embedding), info=info, runtime=spec_choice.name, requested=requested,
                        keep_alive=self.settings.keep_alive, num_parallel=num_parallel,
                        slots=anyio.Semaphore(num_parallel), context_length=options["num_ctx"])
-        started = time.perf_counter()
         assert self._group is not None
         await self._group.start(self._host, entry, runtime, spec)
+        entry.load_ns, entry.loaded_by = time.perf_counter_ns() - started, anyio.get_current_task().id
         if entry.keep_alive != FOREVER:
             entry.expires_at = _now() + dt.timedelta(seconds=max(entry.keep_alive, 0))
         self.entries[entry.key] = entry
-        self.kernel.emit(ModelLoaded(name=info.name, runtime=entry.runtime, seconds=time.perf_counter() - started))
+        self.kernel.emit(ModelLoaded(name=info.name, runtime=entry.runtime, seconds=entry.load_ns / 1e9))
         return entry
 
     async def _host(self, entry: Loaded, runtime: Any, spec: LoadSpec,

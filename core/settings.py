@@ -15,13 +15,15 @@ import socket
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .durations import parse_go_duration, parse_keep_alive
 from .errors import ConfigError
-from .types import SettingSpec
+
+if TYPE_CHECKING:
+    from .types import SettingSpec  # not imported at run time: `corral list` reads settings, not records
 
 DEFAULT_PORT = 11434
 DEFAULT_ORIGINS = (
@@ -219,6 +221,16 @@ def parse_debug(value: Any) -> int:
     raise ValueError("expected 0, 1, 2, true or false")
 
 
+def parse_choice(*choices: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        text = _unquote(value).lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return convert
+
+
 def parse_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         items = value
@@ -334,6 +346,9 @@ CORE_SETTINGS: tuple[CoreSetting, ...] = (
                 converter=parse_count(4), help="default num_ctx"),
     CoreSetting(key="server.debug", env="OLLAMA_DEBUG", default=0, converter=parse_debug,
                 help="log detail: 0 info, 1 debug, 2 trace"),
+    CoreSetting(key="server.log_format", env="CORRAL_LOG_FORMAT", default="logfmt",
+                converter=parse_choice("logfmt", "json"),
+                help="log lines as logfmt (key=value) or json (one object per line)"),
     CoreSetting(key="server.noprune", env="OLLAMA_NOPRUNE", default=False, converter=parse_bool,
                 help="keep unreferenced blobs instead of removing them"),
     CoreSetting(key="server.store", env="CORRAL_STORE", default="fs", converter=parse_string,
@@ -377,6 +392,7 @@ class Settings:
     max_loaded_models: int
     context_length: int
     debug: int
+    log_format: str
     noprune: bool
     store: str
     enable: tuple[str, ...]
@@ -403,6 +419,14 @@ class Settings:
     @property
     def allowed_origins(self) -> tuple[str, ...]:
         return self.origins + DEFAULT_ORIGINS
+
+    @staticmethod
+    def config_file(environ: Mapping[str, str] | None = None) -> Path:
+        """The config file the settings are read from, which may not exist: ``CORRAL_CONFIG``, else
+        ``~/.corral/config.toml``."""
+        environ = os.environ if environ is None else environ
+        explicit = environ.get("CORRAL_CONFIG")
+        return Path(explicit).expanduser() if explicit else default_config_path(environ)
 
     @property
     def has_keys(self) -> bool:
@@ -468,6 +492,7 @@ class Settings:
             max_loaded_models=values["server.max_loaded_models"],
             context_length=values["server.context_length"],
             debug=values["server.debug"],
+            log_format=values["server.log_format"],
             noprune=values["server.noprune"],
             store=values["server.store"],
             enable=values["plugins.enable"],
@@ -532,7 +557,7 @@ class Settings:
 
 def _read_config(environ: Mapping[str, str], config_path: str | Path | None) -> tuple[Path | None, dict[str, Any]]:
     explicit = config_path or environ.get("CORRAL_CONFIG")
-    path = Path(explicit).expanduser() if explicit else default_config_path(environ)
+    path = Path(config_path).expanduser() if config_path else Settings.config_file(environ)
     if not path.exists():
         if explicit:
             raise ConfigError(f"config file {path} does not exist (from {'CORRAL_CONFIG' if not config_path else '--config'})")

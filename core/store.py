@@ -51,6 +51,7 @@ from .types import (
 log = logging.getLogger(__name__)
 
 STALE_SECONDS = 3600.0
+CONFIG_CACHE_SIZE = 64
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
@@ -151,6 +152,8 @@ class ModelStore:
     emit: Callable[[Event], None] = lambda event: None
     _lock: anyio.Lock = attrs.field(factory=anyio.Lock, init=False)
     _held: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
+    _configs: collections.OrderedDict[str, dict[str, Any]] = attrs.field(factory=collections.OrderedDict, init=False)
+    """Config blobs by digest (content-addressed, so never stale): a request reads its manifest only."""
 
     @property
     def location(self) -> str:
@@ -418,18 +421,29 @@ class ModelStore:
             return None
         raw, modified = found
         manifest = decode_manifest(raw, ref.display)
-        try:
-            config = await self.read_json(manifest.config.digest)
-        except CorralError as error:
-            log.warning("model %s: config blob unreadable: %s", ref.display, error)
-            config = {}
         return ModelInfo(
             ref=ref,
             manifest=manifest,
             digest=manifest_digest(raw),
             modified_at=modified,
-            config=config if isinstance(config, dict) else {},
+            config=await self._config(manifest.config.digest, ref),
         )
+
+    async def _config(self, digest: str, ref: ModelRef) -> dict[str, Any]:
+        config = self._configs.get(digest)
+        if config is not None:
+            self._configs.move_to_end(digest)
+            return config
+        try:
+            config = await self.read_json(digest)
+        except CorralError as error:
+            log.warning("model %s: config blob unreadable: %s", ref.display, error)
+            return {}
+        config = config if isinstance(config, dict) else {}
+        self._configs[digest] = config
+        while len(self._configs) > CONFIG_CACHE_SIZE:
+            self._configs.popitem(last=False)
+        return config
 
     async def _referenced(self) -> set[str] | None:
         """Every digest some manifest uses; None when a manifest cannot be read, since then no

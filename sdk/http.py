@@ -30,8 +30,8 @@ __all__ = [
     "ACCESS_LEVELS", "FULL", "INFERENCE", "OPEN", "access", "access_of",
     "JSON_TYPE", "KERNEL_KEY", "NDJSON_TYPE", "SSE_TYPE", "STREAMS_KEY", "Bind", "Fields", "OpenStreams", "bind_port",
     "check_think", "checked_model_name", "counted_stream", "empty_response", "error_response", "go_json",
-    "json_response", "kernel", "ndjson_stream", "now_utc", "openai_error", "openai_json_response",
-    "parse_keep_alive_value", "progress_json", "progress_response", "read_json", "rfc3339", "sse_stream",
+    "go_json_string", "json_response", "kernel", "ndjson_lines", "ndjson_stream", "now_utc", "openai_error",
+    "openai_json_response", "parse_keep_alive_value", "progress_json", "progress_response", "read_json", "rfc3339", "sse_stream",
 ]
 
 log = logging.getLogger("corral.server")
@@ -48,6 +48,8 @@ STREAMS_KEY = "corral.streams"
 
 go_json = gojson.dumps
 """JSON text as Go's encoding/json writes it (what Ollama's answers look like, byte for byte)."""
+go_json_string = gojson.string
+"""One string as go_json writes it, for a line pre-encoded around it."""
 
 
 def kernel() -> Kernel:
@@ -244,8 +246,15 @@ async def ndjson_stream(items: AsyncGenerator[Mapping[str, Any], None]) -> Respo
     except BaseException:
         await items.aclose()
         raise
-    return counted_stream(items, first=first, frame=_ndjson_line, failure=lambda message, _status: {"error": message},
-                          content_type=NDJSON_TYPE)
+    return ndjson_lines(items, first=first)
+
+
+def ndjson_lines(items: AsyncGenerator[Any, None], *, first: Any,
+                 line: Callable[[Any], bytes] | None = None) -> Response:
+    """An NDJSON stream of ``first`` and then ``items``, each turned into one line by ``line``
+    (default: the object as Go's JSON); a late error is one more ``{"error": ...}`` line."""
+    return counted_stream(items, first=first, frame=line or _ndjson_line, failure_frame=_ndjson_line,
+                          failure=lambda message, _status: {"error": message}, content_type=NDJSON_TYPE)
 
 
 def _ndjson_line(value: Any) -> bytes:
@@ -254,11 +263,13 @@ def _ndjson_line(value: Any) -> bytes:
 
 def counted_stream(items: AsyncGenerator[Any, None], *, frame: Callable[[Any], bytes],
                    failure: Callable[[str, int], Any], content_type: str, first: Any = None,
-                   end: bytes = b"") -> Response:
+                   end: bytes = b"", failure_frame: Callable[[Any], bytes] | None = None) -> Response:
     """A streamed response that the server's shutdown waits for (``OpenStreams``): each item
-    becomes ``frame(item)``, and shutdown or a late error ends it with ``frame(failure(message,
-    status))``, since the status line has gone out already. ``end`` closes a complete stream."""
+    becomes ``frame(item)``, and shutdown or a late error ends it with ``failure_frame(failure(
+    message, status))`` (``failure_frame`` defaults to ``frame``), since the status line has gone
+    out already. ``end`` closes a complete stream."""
     streams: OpenStreams = current_app.extensions[STREAMS_KEY]
+    frame_failure = failure_frame or frame
 
     async def body() -> AsyncIterator[bytes]:
         streams.count += 1
@@ -267,16 +278,16 @@ def counted_stream(items: AsyncGenerator[Any, None], *, frame: Callable[[Any], b
                 yield frame(first)
             async for item in items:
                 if streams.stopping:
-                    yield frame(failure("the server is shutting down", 500))
+                    yield frame_failure(failure("the server is shutting down", 500))
                     return
                 yield frame(item)
             if end:
                 yield end
         except CorralError as error:
-            yield frame(failure(error.message, error.status))
+            yield frame_failure(failure(error.message, error.status))
         except Exception as error:  # a fault mid-stream still ends the stream with a readable line
             log.exception("stream failed")
-            yield frame(failure(str(error) or type(error).__name__, 500))
+            yield frame_failure(failure(str(error) or type(error).__name__, 500))
         finally:
             streams.count -= 1
             await items.aclose()

@@ -143,3 +143,33 @@ def running_server(env: dict[str, str], *, timeout: float = 30, scheme: str = "h
             raise RuntimeError(f"corral serve did not stop on SIGTERM:\n{output()}") from None
         if process.returncode != 0:
             raise RuntimeError(f"corral serve exited with {process.returncode}:\n{output()}")
+
+
+@contextmanager
+def empty_ollama() -> Iterator[str]:
+    """A stub on a loopback port that answers what ``corral list`` and ``corral ps`` ask as a
+    server with no models does; yields its HOST:PORT."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            body = b"Ollama is running" if self.path == "/" else b'{"models": []}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{stub.server_address[1]}"
+    finally:
+        stub.shutdown()
+        stub.server_close()

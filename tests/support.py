@@ -11,8 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def clean_environ(home: Path) -> dict[str, str]:
-    """This process's environment without OLLAMA_* or CORRAL_* variables, with a private HOME."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OLLAMA_", "CORRAL_"))}
+    """This process's environment without OLLAMA_* or CORRAL_* variables, with a private HOME (and
+    so a private cache of the command line's commands)."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("OLLAMA_", "CORRAL_")) and key != "XDG_CACHE_HOME"}
     env["HOME"] = str(home)
     return env
 

@@ -57,6 +57,25 @@ def test_reads_a_store_written_by_ollama(tmp_path: Path) -> None:
     assert run(store.read_blob_bytes, system.digest) == b"Be brief & <kind>"
 
 
+class CountingBlobs(FsBlobStore):
+    """The filesystem backend, counting blob reads by digest."""
+
+    def read_blob(self, digest: str, offset: int = 0) -> AsyncIterator[bytes]:
+        self.__dict__.setdefault("reads", []).append(digest)
+        return super().read_blob(digest, offset)
+
+
+def test_a_lookup_reads_the_manifest_and_each_config_blob_only_once(tmp_path: Path) -> None:
+    ollama_model(tmp_path, (*LIB, "smol", "latest"), b"GGUF-weights")
+    blobs = CountingBlobs(tmp_path)
+    store = ModelStore(blobs=blobs)
+    first, second = run(store.get, "smol"), run(store.get, "smol")
+    assert first.details()["family"] == second.details()["family"] == "llama"
+    assert blobs.reads == [first.manifest.config.digest]
+    ollama_model(tmp_path, (*LIB, "smol", "latest"), b"GGUF-weights", family="qwen2")  # the same name, rewritten
+    assert run(store.get, "smol").details()["family"] == "qwen2"
+
+
 def test_writes_manifests_byte_for_byte_as_ollama(tmp_path: Path) -> None:
     ollama_dir, corral_dir = tmp_path / "ollama", tmp_path / "corral"
     expected = ollama_model(ollama_dir, (*LIB, "m", "latest"), b"weights", template="T", params={"temperature": 0.5})

@@ -13,7 +13,7 @@ from corral import hookimpl
 
 from .convert_command import convert_command
 from .create_command import create_command, quantize_command
-from .model_commands import cp_command, list_command, ps_command, rm_command, show_command, stop_command
+from .model_commands import cp_command, list_command, ls_command, ps_command, rm_command, show_command, stop_command
 from .prune_command import prune_command
 from .run_command import run_command
 from .table import columns
@@ -29,11 +29,8 @@ def register_commands(cli: click.Group) -> None:
     cli.add_command(create_command)
     cli.add_command(quantize_command)
     for command in (list_command, show_command, cp_command, rm_command, ps_command, stop_command,
-                    pull_command, push_command, prune_command):
+                    pull_command, push_command, prune_command, ls_command):
         cli.add_command(command)
-    # `corral ls`: the same command under Ollama's alias, kept out of the command list.
-    cli.add_command(click.Command("ls", callback=list_command.callback, params=list_command.params,
-                                  help=list_command.help, epilog=list_command.epilog, hidden=True), "ls")
 
 
 def _shown(value: Any) -> Any:

@@ -53,6 +53,11 @@ def list_command(state: Any, prefix: str | None) -> None:
     click.echo(table(rows, ["NAME", "ID", "SIZE", "MODIFIED"]), nl=False)
 
 
+# `corral ls`: the same command under Ollama's alias, kept out of the command list.
+ls_command = click.Command("ls", callback=list_command.callback, params=list_command.params, help=list_command.help,
+                           epilog=list_command.epilog, hidden=True)
+
+
 @click.command("ps", epilog=EPILOG)
 @click.argument("prefix", required=False)
 @click.pass_obj

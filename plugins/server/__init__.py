@@ -10,6 +10,7 @@ from typing import Any
 from corral import hookimpl
 
 from . import hookspecs as server_hookspecs
+from .logs import log_event
 
 
 @hookimpl
@@ -33,12 +34,12 @@ def register_blueprints(kernel: Any) -> list[Any]:
 
 @hookimpl
 def asgi_wrapper(kernel: Any, quart_app: Any) -> Any:
-    """The request log outermost (so refusals are logged too), then CORS and the Host check (so
-    preflights need no key), then the API keys when any is set."""
+    """The request log outermost (so refusals are logged and counted too), then CORS and the Host
+    check (so preflights need no key), then the API keys when any is set."""
     from .api_keys import ApiKeyGuard, RouteAccess, load_keys
     from .binds import keyless_ports, listen_binds
     from .cors import CorsAndHostGuard
-    from .request_log import RequestLog
+    from .request_log import RequestLog, Routes
 
     settings = kernel.settings
     keys = load_keys(settings)
@@ -47,6 +48,13 @@ def asgi_wrapper(kernel: Any, quart_app: Any) -> Any:
         if keys is not None:
             app = ApiKeyGuard(app, keys=keys, routes=RouteAccess(quart_app),
                               keyless_ports=keyless_ports(listen_binds(kernel)))
-        return RequestLog(CorsAndHostGuard.from_settings(app, settings), debug=settings.debug)
+        return RequestLog(CorsAndHostGuard.from_settings(app, settings), kernel=kernel,
+                          routes=Routes(quart_app.url_map))
 
     return wrap
+
+
+@hookimpl
+def on_event(event: Any) -> None:
+    """Every kernel event is a log line (RequestFinished is the request log's own line)."""
+    log_event(event)

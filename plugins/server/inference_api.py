@@ -18,9 +18,11 @@ from corral.sdk.http import (
     access,
     check_think,
     checked_model_name,
+    go_json,
+    go_json_string,
     json_response,
     kernel,
-    ndjson_stream,
+    ndjson_lines,
     now_utc,
     parse_keep_alive_value,
     read_json,
@@ -107,6 +109,27 @@ def _chat_object(model: str, reply: Reply) -> dict[str, Any]:
     return body
 
 
+class _Lines:
+    """The NDJSON lines of one streamed answer. A piece of text alone (every line but the last,
+    mostly) is written from parts encoded once per request, the time and the escaped text; any
+    other reply is shaped into an object and encoded in full. Both give the same bytes."""
+
+    def __init__(self, model: str, shape: Any) -> None:
+        self.model = model
+        self.shape = shape
+        head = '{"model":' + go_json(model) + ',"created_at":"'
+        if shape is _chat_object:
+            self.head, self.tail = head, '},"done":false}\n'
+            self.middle = '","message":{"role":"assistant","content":'
+        else:
+            self.head, self.middle, self.tail = head, '","response":', ',"done":false}\n'
+
+    def __call__(self, reply: Reply) -> bytes:
+        if reply.done or reply.thinking or reply.tool_calls:
+            return (go_json(self.shape(self.model, reply)) + "\n").encode()
+        return f"{self.head}{now_utc()}{self.middle}{go_json_string(reply.text)}{self.tail}".encode()
+
+
 def _combined(replies: list[Reply]) -> Reply:
     last = replies[-1]
     calls = tuple(call for reply in replies for call in reply.tool_calls)
@@ -131,14 +154,7 @@ async def _respond(replies: AsyncGenerator[Reply, None], shape: Any, model: str,
         async with aclosing(replies):
             collected = [first] + [reply async for reply in replies]
         return json_response(shape(model, _combined(collected)))
-
-    async def objects() -> AsyncGenerator[dict[str, Any], None]:
-        async with aclosing(replies):
-            yield shape(model, first)
-            async for reply in replies:
-                yield shape(model, reply)
-
-    return await ndjson_stream(objects())
+    return ndjson_lines(replies, first=first, line=_Lines(model, shape))
 
 
 @blueprint.route("/api/generate", methods=["POST"])

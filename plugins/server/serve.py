@@ -15,19 +15,11 @@ from corral.sdk.http import OpenStreams
 
 from .app import create_app
 from .binds import listen_binds
+from .logs import configure_logging
 
 log = logging.getLogger("corral.server")
 
 GRACEFUL_SECONDS = 5.0
-
-
-def configure_logging(debug: int) -> None:
-    level = logging.DEBUG if debug else logging.INFO
-    logging.basicConfig(level=level, format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s")
-    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
-    # Over HTTP/2 these print every request header at debug level, the Authorization header too.
-    logging.getLogger("hpack").setLevel(logging.WARNING)
-    logging.getLogger("h2").setLevel(logging.WARNING)
 
 
 def tls_files(settings: Any) -> tuple[str, str] | None:
@@ -67,7 +59,7 @@ async def serve(kernel: Any) -> None:
     from hypercorn.config import Config
 
     settings = kernel.settings
-    configure_logging(settings.debug)
+    configure_logging(settings.debug, settings.log_format)
     check_exposure(settings)
     config = Config()
     config.bind = [bind.address for bind in listen_binds(kernel)]
