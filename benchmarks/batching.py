@@ -14,24 +14,22 @@ subprocesses (loopback port, temporary store holding the SmolLM2 test model), st
   chats run between the two turns, so the second turn must find its own slot).
 
 Generation is greedy with a fixed num_predict on prompts the model does not end early (it counts).
-Runs alternate baseline and measure; ratios are medians of the per-run ratios. The machine's other
-load is printed per run (``other``, in cores; starred above 0.25): distrust starred runs.
+``--against REVISION`` adds a second side, a server running that git revision's code (say, main
+before a change), measured run by run alternating with this checkout. Ratios are medians of the
+per-run ratios. The other load on the machine is printed per run (``other``, in cores; starred
+above 0.25): distrust starred runs, and compare sides only within one invocation.
 
-    python benchmarks/batching.py [--measure parallel models turn] [--runs 3] [--tokens 128]
-
-To measure another commit (say, main before a change), overlay it as docs/performance.md explains.
+    python benchmarks/batching.py [--measure parallel models turn] [--runs 3] [--against main]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streaming import REPO, _die_with_parent, chat_prompt, free_port, machine_busy_seconds, wait_until_quiet  # noqa: E402
+from streaming import (Server, children, cpu_seconds, machine_busy_seconds, overlay,  # noqa: E402
+                       wait_until_quiet)
 
 HISTORY_TOKENS = 1500
 NOISY_CORES = 0.25
@@ -51,49 +50,22 @@ def counting(start: int) -> str:
     return ", ".join(str(n) for n in range(start, start + 8)) + ","
 
 
-class Server:
-    """``corral serve`` over a temporary store with ``smol`` and ``smol2`` (the same weights)."""
+def start_server(args: argparse.Namespace, workdir: Path, code: Path | None, **env: str) -> Server:
+    """A server whose store holds ``smol`` and ``smol2`` (the same weights, two runners)."""
+    server = Server(args.model, workdir, extra_env=env, code=code)
+    from servers import store_with_smollm2  # on the path since Server()
 
-    def __init__(self, model: Path, workdir: Path, **env: str) -> None:
-        sys.path.insert(0, str(REPO / "tests"))
-        from servers import store_with_smollm2
+    store_with_smollm2(workdir / "models", args.model, ("registry.ollama.ai", "library", "smol2", "latest"),
+                       system="You are a terse assistant.")
+    import httpx
 
-        store = store_with_smollm2(workdir / "models", model)
-        store_with_smollm2(store, model, ("registry.ollama.ai", "library", "smol2", "latest"),
-                           system="You are a terse assistant.")
-        self.url = f"http://127.0.0.1:{free_port()}"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "CORRAL_"))}
-        clean.update(HOME=str(workdir / "home"), OLLAMA_HOST=self.url.removeprefix("http://"),
-                     OLLAMA_MODELS=str(store), OLLAMA_KEEP_ALIVE="-1", **env)
-        self.log = (workdir / f"server-{len(list(workdir.glob('server-*')))}.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from corral.plugins.cli import main; main()", "serve"], env=clean,
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent)
-        import httpx
-
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.url, timeout=1).status_code == 200:
-                    return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"corral serve did not start (see {self.log.name})")
-            time.sleep(0.1)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
+    with httpx.Client() as client:
+        server.wait_ready(client)
+    return server
 
 
 def stream(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """One streamed request: TTFT, tokens, wall time, and the final object."""
+    """One streamed request: time to first text, tokens, wall time, and the final object."""
     import httpx
 
     started = time.perf_counter()
@@ -117,7 +89,7 @@ def stream(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def together(calls: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = [{}] * len(calls)
+    results: list[dict[str, Any]] = [{} for _ in calls]
 
     def run(index: int) -> None:
         results[index] = stream(*calls[index])
@@ -136,81 +108,52 @@ def aggregate(results: list[dict[str, Any]]) -> float:
 
 
 class Other:
-    """Cores used by processes other than this benchmark's servers and itself during a run."""
+    """Cores used by processes other than this benchmark and its servers during a measurement."""
 
     def __init__(self) -> None:
-        self.busy, self.wall = machine_busy_seconds(), time.perf_counter()
-        self.ours = self._ours()
+        self.busy, self.wall, self.ours = machine_busy_seconds(), time.perf_counter(), self._ours()
 
     @staticmethod
     def _ours() -> float:
-        from streaming import children, cpu_seconds
-
-        pids = [os.getpid()]
-        for pid in list(pids):
-            pids += children(pid)
-        for pid in list(pids[1:]):
-            pids += children(pid)
-        return sum(cpu_seconds(pid) for pid in set(pids))
+        pids = {os.getpid()}
+        for _ in range(3):  # servers, their runners (and spare runners)
+            pids |= {child for pid in pids for child in children(pid)}
+        return sum(cpu_seconds(pid) for pid in pids)
 
     def cores(self) -> float:
         wall = time.perf_counter() - self.wall
         return max(machine_busy_seconds() - self.busy - (self._ours() - self.ours), 0.0) / wall
 
 
-def generate_body(model: str, prompt: str, tokens: int, threads: int) -> dict[str, Any]:
+def generate(model: str, prompt: str, tokens: int, threads: int) -> dict[str, Any]:
     return {"model": model, "prompt": prompt, "raw": True, "stream": True,
             "options": {"temperature": 0, "seed": 42, "num_predict": tokens, "num_thread": threads}}
 
 
-def measure_parallel(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    n = args.parallel
-    server = Server(args.model, workdir, OLLAMA_NUM_PARALLEL=str(n))
-    rows = []
-    try:
-        stream(server.url, "/api/generate", generate_body("smol", counting(1), 8, args.threads))  # load, warm up
-        for run in range(1, args.runs + 1):
-            quiet(args)
-            other = Other()
-            alone = stream(server.url, "/api/generate", generate_body("smol", counting(100 + run), args.tokens,
-                                                                       args.threads))
-            one = alone["tokens"] / (alone["end"] - alone["start"])
-            results = together([(server.url, "/api/generate",
-                                 generate_body("smol", counting(200 + 40 * i + run), args.tokens, args.threads))
-                                for i in range(n)])
-            complete = all(r["tokens"] == args.tokens and r["final"].get("done") for r in results)
-            rows.append({"run": run, "one": one, "all": aggregate(results), "ratio": aggregate(results) / one,
-                         "complete": complete, "other": other.cores()})
-            report(f"parallel run {run}: one stream {one:.1f} tok/s, {n} streams {rows[-1]['all']:.1f} tok/s, "
-                   f"ratio {rows[-1]['ratio']:.2f}, all finished: {complete}", rows[-1])
-    finally:
-        server.close()
-    return rows
+# -- the measures: each function does one run on one server --------------------------------------
+
+def run_parallel(url: str, args: argparse.Namespace, run: int) -> dict[str, Any]:
+    alone = stream(url, "/api/generate", generate("smol", counting(100 + run), args.tokens, args.threads))
+    one = alone["tokens"] / (alone["end"] - alone["start"])
+    results = together([(url, "/api/generate", generate("smol", counting(200 + 40 * i + run), args.tokens,
+                                                         args.threads)) for i in range(args.parallel)])
+    complete = all(r["tokens"] == args.tokens and r["final"].get("done") for r in results)
+    row = {"one": one, "all": aggregate(results), "ratio": aggregate(results) / one, "complete": complete}
+    row["line"] = (f"one stream {one:.1f} tok/s, {args.parallel} streams {row['all']:.1f} tok/s, "
+                   f"ratio {row['ratio']:.2f}, all finished: {complete}")
+    return row
 
 
-def measure_models(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    server = Server(args.model, workdir, OLLAMA_NUM_PARALLEL="1", OLLAMA_MAX_LOADED_MODELS="2")
-    rows = []
-    try:
-        for model in ("smol", "smol2"):
-            stream(server.url, "/api/generate", generate_body(model, counting(1), 8, args.threads))
-        for run in range(1, args.runs + 1):
-            quiet(args)
-            other = Other()
-            alone = stream(server.url, "/api/generate", generate_body("smol", counting(100 + run), args.tokens,
-                                                                       args.threads))
-            one = alone["tokens"] / (alone["end"] - alone["start"])
-            results = together([(server.url, "/api/generate",
-                                 generate_body(model, counting(200 + 40 * i + run), args.tokens, args.threads))
-                                for i, model in enumerate(("smol", "smol2"))])
-            rates = [r["tokens"] / (r["end"] - r["start"]) for r in results]
-            rows.append({"run": run, "one": one, "all": aggregate(results), "ratio": aggregate(results) / one,
-                         "each": rates, "other": other.cores()})
-            report(f"models run {run}: one model {one:.1f} tok/s, two at once {rows[-1]['all']:.1f} tok/s "
-                   f"({rates[0]:.1f} + {rates[1]:.1f}), ratio {rows[-1]['ratio']:.2f}", rows[-1])
-    finally:
-        server.close()
-    return rows
+def run_models(url: str, args: argparse.Namespace, run: int) -> dict[str, Any]:
+    alone = stream(url, "/api/generate", generate("smol", counting(100 + run), args.tokens, args.threads))
+    one = alone["tokens"] / (alone["end"] - alone["start"])
+    results = together([(url, "/api/generate", generate(model, counting(200 + 40 * i + run), args.tokens,
+                                                         args.threads)) for i, model in enumerate(("smol", "smol2"))])
+    rates = [r["tokens"] / (r["end"] - r["start"]) for r in results]
+    row = {"one": one, "all": aggregate(results), "ratio": aggregate(results) / one, "each": rates}
+    row["line"] = (f"one model {one:.1f} tok/s, two at once {row['all']:.1f} tok/s ({rates[0]:.1f} + "
+                   f"{rates[1]:.1f}), ratio {row['ratio']:.2f}")
+    return row
 
 
 def history_message(run: int) -> str:
@@ -219,57 +162,76 @@ def history_message(run: int) -> str:
     return f"Here are my notes.\n{notes}\nWhich colours were used?"
 
 
-def measure_turn(args: argparse.Namespace, workdir: Path, slots: int) -> list[dict[str, Any]]:
-    server = Server(args.model, workdir, OLLAMA_NUM_PARALLEL=str(slots))
-    options = {"temperature": 0, "seed": 42, "num_predict": 16, "num_thread": args.threads}
-    rows = []
+def run_turn(url: str, args: argparse.Namespace, run: int, *, slots: int) -> dict[str, Any]:
+    options = {"temperature": 0, "seed": 42, "num_predict": 8, "num_thread": args.threads}
 
     def chat(messages: list[dict[str, str]]) -> dict[str, Any]:
-        return stream(server.url, "/api/chat", {"model": "smol", "messages": messages, "options": options})
+        return stream(url, "/api/chat", {"model": "smol", "messages": messages, "options": options})
 
+    short = chat([{"role": "user", "content": f"Say a word about the number {run}."}])
+    messages = [{"role": "user", "content": history_message(run)}]
+    first = chat(messages)
+    for i in range(slots - 1):  # other conversations meanwhile
+        chat([{"role": "user", "content": f"Tell me about river {run}-{i}."}])
+    answer = (first["final"].get("message") or {}).get("content") or "White and red."
+    messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And which season was it?"}]
+    second = chat(messages)
+    row = {"short_ttft": short["ttft"], "second_ttft": second["ttft"], "first_ttft": first["ttft"],
+           "history": second["final"].get("prompt_eval_count"), "ratio": second["ttft"] / short["ttft"]}
+    row["line"] = (f"short prompt TTFT {short['ttft'] * 1000:.0f} ms; second turn of a {row['history']}-token "
+                   f"chat {second['ttft'] * 1000:.0f} ms (its first turn {first['ttft'] * 1000:.0f} ms); "
+                   f"ratio {row['ratio']:.2f}")
+    return row
+
+
+MEASURES = {
+    "parallel": ("{parallel} streams / one stream", ">= 1.5", run_parallel, lambda a: {"OLLAMA_NUM_PARALLEL": str(a.parallel)}),
+    "models": ("two models / one model", ">= 0.9", run_models,
+               lambda a: {"OLLAMA_NUM_PARALLEL": "1", "OLLAMA_MAX_LOADED_MODELS": "2"}),
+    "turn1": ("2nd turn / short TTFT, 1 slot", "<= 1.2", lambda url, a, run: run_turn(url, a, run, slots=1),
+              lambda a: {"OLLAMA_NUM_PARALLEL": "1"}),
+    "turn4": ("2nd turn / short TTFT, 4 slots", "<= 1.2", lambda url, a, run: run_turn(url, a, run, slots=4),
+              lambda a: {"OLLAMA_NUM_PARALLEL": "4"}),
+}
+
+
+def warm_up(url: str, args: argparse.Namespace) -> None:
+    for model in ("smol", "smol2"):
+        stream(url, "/api/generate", generate(model, counting(1), 8, args.threads))
+
+
+def measure(name: str, args: argparse.Namespace, workdir: Path, sides: dict[str, Path | None]) -> dict[str, list]:
+    label, _goal, once, env = MEASURES[name]
+    servers = {side: start_server(args, workdir / f"{name}-{side.replace('/', '_')}", code, **env(args))
+               for side, code in sides.items()}
+    rows: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     try:
-        chat([{"role": "user", "content": "Hello"}])  # load, warm up
+        for server in servers.values():
+            warm_up(server.url, args)
         for run in range(1, args.runs + 1):
-            quiet(args)
-            other = Other()
-            short = chat([{"role": "user", "content": f"Say a word about the number {run}."}])
-            messages = [{"role": "user", "content": history_message(run)}]
-            first = chat(messages)
-            for i in range(slots - 1):  # other conversations meanwhile
-                chat([{"role": "user", "content": f"Tell me about river {run}-{i}."}])
-            messages += [{"role": "assistant", "content": first["final"].get("message", {}).get("content", "")
-                          or "White and red."},
-                         {"role": "user", "content": "And which season was it?"}]
-            second = chat(messages)
-            rows.append({"run": run, "short_ttft": short["ttft"], "history": second["final"].get("prompt_eval_count"),
-                         "second_ttft": second["ttft"], "first_ttft": first["ttft"],
-                         "ratio": second["ttft"] / short["ttft"], "other": other.cores()})
-            report(f"turn ({slots} slots) run {run}: short prompt TTFT {short['ttft'] * 1000:.0f} ms; "
-                   f"second turn of a {rows[-1]['history']}-token chat {second['ttft'] * 1000:.0f} ms "
-                   f"(first turn {first['ttft'] * 1000:.0f} ms); ratio {rows[-1]['ratio']:.2f}", rows[-1])
+            for side, server in servers.items():
+                if args.wait_quiet > 0:
+                    load = wait_until_quiet(args.wait_quiet)
+                    if load >= 0.15:
+                        print(f"  (other processes still use {load:.2f} cores; measuring anyway)", flush=True)
+                other = Other()
+                row = once(server.url, args, run)
+                row.update(run=run, other=other.cores())
+                rows[side].append(row)
+                star = "*" if row["other"] > NOISY_CORES else ""
+                print(f"  {name} {side} run {run}: {row['line']}  [other {row['other']:.2f}{star}]", flush=True)
     finally:
-        server.close()
+        for server in servers.values():
+            server.close()
     return rows
 
 
-def quiet(args: argparse.Namespace) -> None:
-    if args.wait_quiet > 0:
-        load = wait_until_quiet(args.wait_quiet)
-        if load >= 0.15:
-            print(f"  (other processes still use {load:.2f} cores; measuring anyway)", flush=True)
-
-
-def report(line: str, row: dict[str, Any]) -> None:
-    star = "*" if row["other"] > NOISY_CORES else ""
-    print(f"  {line}  [other {row['other']:.2f}{star}]", flush=True)
-
-
-def summary(name: str, rows: list[dict[str, Any]], goal: str) -> str:
+def summary(label: str, goal: str, rows: list[dict[str, Any]]) -> str:
     ratios = [r["ratio"] for r in rows]
-    quiet_ratios = [r["ratio"] for r in rows if r["other"] <= NOISY_CORES]
-    line = f"{name:<28} median ratio {statistics.median(ratios):.2f} (goal {goal}; runs {', '.join(f'{r:.2f}' for r in ratios)})"
-    if len(quiet_ratios) < len(ratios):
-        line += f"; quiet runs only: {statistics.median(quiet_ratios):.2f}" if quiet_ratios else "; no quiet run"
+    quiet = [r["ratio"] for r in rows if r["other"] <= NOISY_CORES]
+    line = f"{label:<34} {statistics.median(ratios):5.2f}  (goal {goal}; runs {', '.join(f'{r:.2f}' for r in ratios)})"
+    if len(quiet) < len(ratios):
+        line += f"; quiet runs: {statistics.median(quiet):.2f}" if quiet else "; no quiet run"
     return line
 
 
@@ -281,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=128, help="tokens per stream (num_predict); default 128")
     parser.add_argument("--parallel", type=int, default=4, help="concurrent streams on one model; default 4")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--against", metavar="REVISION", help="also measure a server running this git revision")
     parser.add_argument("--wait-quiet", type=float, default=60, metavar="SECONDS",
                         help="before each run, wait up to this long for other processes to use under "
                              "0.15 cores; default 60")
@@ -295,28 +258,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corral concurrency benchmark; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
           f"model {args.model.name}; {args.tokens} tokens per stream; {args.threads} threads")
     workdir = Path(tempfile.mkdtemp(prefix="corral-batching-"))
-    results: dict[str, list[dict[str, Any]]] = {}
-    lines = []
+    names = [name for name in MEASURES if name.rstrip("14") in args.measure]
+    results: dict[str, dict[str, list]] = {}
     try:
-        if "parallel" in args.measure:
-            results["parallel"] = measure_parallel(args, workdir)
-            lines.append(summary(f"{args.parallel} streams / one stream", results["parallel"], ">= 1.5"))
-        if "models" in args.measure:
-            results["models"] = measure_models(args, workdir)
-            lines.append(summary("two models / one model", results["models"], ">= 0.9"))
-        if "turn" in args.measure:
-            for slots in (1, 4):
-                results[f"turn{slots}"] = measure_turn(args, workdir, slots)
-                lines.append(summary(f"2nd turn / short TTFT, {slots} slot{'s' if slots > 1 else ''}",
-                                     results[f"turn{slots}"], "<= 1.2"))
+        sides: dict[str, Path | None] = {"corral": None}
+        if args.against:
+            sides[f"corral@{args.against}"] = overlay(args.against, workdir / "against")
+        for name in names:
+            results[name] = measure(name, args, workdir, sides)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print()
-    print("\n".join(lines))
-    if "parallel" in results and not all(r["complete"] for r in results["parallel"]):
-        print("NOTE: some parallel streams stopped before their tokens (cut off)")
+    for name in names:
+        label, goal, _once, _env = MEASURES[name]
+        for side, rows in results[name].items():
+            print(summary(f"{label.format(parallel=args.parallel)} [{side}]", goal, rows))
+    cut = [row for rows in results.get("parallel", {}).values() for row in rows if not row["complete"]]
+    if cut:
+        print(f"NOTE: in {len(cut)} parallel run(s) a stream stopped before its tokens (cut off)")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0
 
 
