@@ -192,8 +192,11 @@ class Generator:
                             key=lambda job: job.slot.sequence)
         if generating:
             self._decode(out, [(job, [job.next_token], True) for job in generating])
+        reading = [job for job in self.jobs.values() if job.next_token is None and job.pending]
+        if generating and reading:
+            out.flush()  # the tokens just generated go out before the prompt chunks are read
         room = min(self.n_batch, PROMPT_CHUNK_WHILE_GENERATING) if generating else self.n_batch
-        for job in [job for job in self.jobs.values() if job.next_token is None and job.pending]:
+        for job in reading:
             size = min(room, len(job.pending))
             if len(job.pending) - size == 1:
                 size -= 1  # never leave a last chunk of one token (see _decode)
