@@ -317,8 +317,10 @@ class Inference:
         usage = current_usage()
         usage.model = prepared.info.name
         options = self._options(prepared, request.options)
+        # A model that generates answers embeddings from the runner it generates with (no reload
+        # between the two); only an embedding model is loaded for embeddings alone.
         async with self.kernel.scheduler.lease(prepared.info, options, keep_alive=request.keep_alive,
-                                               embedding=True) as lease:
+                                               embedding="completion" not in prepared.capabilities) as lease:
             usage.leased(lease)
             if not request.inputs:
                 return Embeddings(vectors=[], prompt_tokens=0, metrics=Metrics(load_ns=lease.load_duration_ns))

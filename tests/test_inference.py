@@ -248,6 +248,16 @@ def test_embed_normalised_and_legacy_not(server: str) -> None:
     assert truncated.status_code == 200 and truncated.json()["prompt_eval_count"] <= 512
 
 
+def test_embed_and_generate_are_served_by_one_loaded_model(server: str, smol_store: Path) -> None:
+    client = ollama.Client(host=server)
+    first = client.embed("smol", "why is the sky blue?").embeddings[0]
+    runners = runner_pids(smol_store)
+    assert "Paris" in client.generate("smol", QUESTION, options=GREEDY).response
+    assert client.embed("smol", "why is the sky blue?").embeddings[0] == first
+    assert [model.name for model in client.ps().models] == ["smol:latest"]  # not loaded twice
+    assert runner_pids(smol_store) == runners  # and not reloaded
+
+
 def test_long_conversations_drop_old_turns_but_keep_the_system_message(server: str) -> None:
     history = []
     for index in range(40):

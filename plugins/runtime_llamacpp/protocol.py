@@ -15,7 +15,8 @@ The runner answers with objects naming the same ``id``:
 - ``{"op": "ready", "n_ctx": int, "slots": int}`` once, after loading (``{"op": "failed", "error": str}`` if it cannot);
 - ``{"id": 1, "text": str}`` per token piece;
 - ``{"id": 1, "done": true, "done_reason": "stop"|"length"|"cancel", "prompt_tokens": n,
-  "completion_tokens": n, "prompt_ns": n, "eval_ns": n, "context": [int]}``;
+  "completion_tokens": n, "prompt_ns": n, "eval_ns": n, "context": [int], "cached_tokens": n}``
+  (``cached_tokens``: how many of the prompt tokens came from the slot's cache);
 - ``{"id": 2, "embeddings": [[float]], "tokens": n}``, ``{"id": 3, "tokens": [int]}``;
 - ``{"id": n, "error": str, "status": int}`` when a request fails (the runner lives on).
 
