@@ -12,7 +12,6 @@ import anyio
 import pytest
 
 from corral import (
-    EmbedRequest,
     Event,
     GenerateRequest,
     ModelFacts,
@@ -178,13 +177,13 @@ def test_a_full_queue_answers_busy(tmp_path: Path) -> None:
 
 
 def test_a_request_whose_model_loads_for_it_counts_as_running(tmp_path: Path) -> None:
-    """Issue 21: with OLLAMA_NUM_PARALLEL=1 and OLLAMA_MAX_QUEUE=1, five requests 50 ms apart right
-    after an /api/embed on the same model: two are served, as Ollama does (the one loading the
-    model runs; one waits), and three are refused."""
+    """Issue 21: with OLLAMA_NUM_PARALLEL=1 and OLLAMA_MAX_QUEUE=1, five requests 50 ms apart while
+    their model loads: two are served, as Ollama does (the one loading the model runs; one waits),
+    and three are refused. (The issue's requests followed an /api/embed, which then made the model
+    reload; a model that generates now answers embeddings from the same runner.)"""
     runtime = FakeRuntime(load_delay=0.4, token_delay=0.01)
 
     async def scenario(kernel: Any, events: Events) -> list[str]:
-        await kernel.inference.embed(EmbedRequest(model="a", inputs=("hello",)))
         outcomes: list[str] = []
 
         async def one() -> None:
