@@ -271,3 +271,29 @@ def test_enabling_metrics_without_prometheus_client_says_what_to_install(tmp_pat
     monkeypatch.delitem(sys.modules, "corral.contrib.metrics", raising=False)
     with pytest.raises(PluginError, match=r"pip install 'corral\[metrics\]'"):
         kernel_with_metrics(tmp_path)
+
+
+def test_a_fake_runtime_crash_and_the_reload_after_it_are_counted(clean_env: dict[str, str], tmp_path: Path) -> None:
+    """The same scrape with corral.testing's FakeRuntime behind a real server: each answer's runner
+    dies after two tokens (a crash), so the next request starts a new one (a restart)."""
+    env = {**clean_env, "CORRAL_CONFIG": metrics_config(tmp_path)}
+    config = json.dumps({"models": ["m"], "runtime": {"crash_after": 2}})
+    command = [sys.executable, str(Path(__file__).parent / "fake_server.py"), config]
+    with running_server(env, command=command) as url:
+        for _ in range(2):
+            lines = httpx.post(f"{url}/api/generate", json={"model": "m", "prompt": "hi"}, timeout=30).text
+            assert json.loads(lines.splitlines()[-1])["error"].startswith("fake runner process has terminated")
+        assert httpx.post(f"{url}/api/generate", json={"model": "m", "prompt": "hi", "stream": False,
+                                                       "options": {"num_ctx": -1}}, timeout=30).status_code == 400
+        time.sleep(0.5)  # the second crash is noticed after its error line went out
+        metrics = scrape(url)
+    assert metrics("corral_runner_starts_total", runtime="fake") == 2
+    assert metrics("corral_runner_crashes_total", runtime="fake") == 2
+    assert metrics("corral_runner_restarts_total", runtime="fake") == 1
+    assert metrics("corral_model_loads_total", model="m:latest", runtime="fake") == 2
+    assert metrics("corral_model_unloads_total", reason="runner exited") == 2
+    assert metrics("corral_models_loaded") == 0
+    assert metrics("corral_requests_total", endpoint="/api/generate", method="POST", model="m:latest",
+                   status="200") == 2
+    assert metrics("corral_requests_total", endpoint="/api/generate", method="POST", model="m:latest",
+                   status="400") == 1
