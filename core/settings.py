@@ -586,6 +586,11 @@ class Settings:
         """Whether a setting holds secrets (API keys) that must never be printed."""
         return key in SECRET_SETTINGS
 
+    @staticmethod
+    def env_of(key: str) -> str | None:
+        """The environment variable of a core setting (None for a plugin's or one without)."""
+        return next((setting.env for setting in CORE_SETTINGS if setting.key == key), None)
+
     def value_of(self, key: str) -> Any:
         """The effective value of a core or plugin setting, by key."""
         if key in self.plugin:

@@ -46,6 +46,8 @@ def test_config_table(clean_env: dict[str, str]) -> None:
     lines = result.stdout.splitlines()
     assert lines[1].split() == ["KEY", "VALUE", "FROM"]
     assert ["server.keep_alive", "-1", "env", "OLLAMA_KEEP_ALIVE"] in [line.split() for line in lines]
+    assert ["server.load_timeout", "5m0s", "default"] in [line.split() for line in lines]
+    assert ["llamacpp.stream_interval_ms", "20.0", "default"] in [line.split() for line in lines]  # not "20s"
 
 
 def test_bad_settings_are_one_line_errors(tmp_path: Path, clean_env: dict[str, str]) -> None:

@@ -292,17 +292,45 @@ def test_a_command_starts_a_server_when_none_answers(clean_env: dict[str, str], 
         assert again.stdout.splitlines()[1].split()[:2] == result.stdout.splitlines()[1].split()[:2]
         assert listening_pids(port) == pids
     finally:
-        for pid in pids:
-            os.killpg(pid, signal.SIGTERM)  # it runs in a session (and process group) of its own
-        deadline = time.monotonic() + 30
-        while any(alive_in_group(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in pids:
-            for leftover in alive_in_group(pid):
-                os.kill(leftover, signal.SIGKILL)
+        stop_started(pids)
     assert pids and not any(alive_in_group(pid) for pid in pids)
     with pytest.raises(httpx.ConnectError):
         httpx.get(url)
+
+
+def stop_started(pids: set[int]) -> None:
+    """Stop servers a command started, and everything they started."""
+    for pid in pids:
+        os.killpg(pid, signal.SIGTERM)  # it runs in a session (and process group) of its own
+    deadline = time.monotonic() + 30
+    while any(alive_in_group(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        for leftover in alive_in_group(pid):
+            os.kill(leftover, signal.SIGKILL)
+
+
+def test_keys_given_with_set_reach_the_started_server_but_not_its_process_list(clean_env: dict[str, str],
+                                                                              smol_store: Path) -> None:
+    """``ps`` shows every process's arguments to every user of the machine: keys go by environment."""
+    port = free_port()
+    env = {**clean_env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
+    key = "set-on-the-command-line-0123456789"
+    pids: set[int] = set()
+    try:
+        result = run_corral("--set", f"server.models={smol_store}", "--set", f"server.api_keys={key}", "list", env=env)
+        pids = listening_pids(port)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[1].startswith("smol:latest    ")
+        [pid] = pids
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert b"server.models=" + str(smol_store).encode() in arguments
+        assert not [argument for argument in arguments if key.encode() in argument]
+        url = f"http://127.0.0.1:{port}/api/tags"
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    finally:
+        stop_started(pids)
 
 
 def test_a_server_that_cannot_start_is_a_clear_error(clean_env: dict[str, str]) -> None:

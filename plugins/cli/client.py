@@ -278,16 +278,23 @@ class Client:
     def _start_server(self) -> None:
         log = log_path(self.environ)
         log.parent.mkdir(parents=True, exist_ok=True)
+        from corral import Settings
+
         command = [sys.executable, "-c", "from corral.plugins.cli import main; main()"]
+        environ = dict(self.environ)
         for key, value in self.overrides.items():
-            command += ["--set", f"{key}={value}"]
+            variable = Settings.env_of(key)
+            if Settings.is_secret(key) and variable:
+                environ[variable] = value  # keys stay out of the process list (ps shows every argument)
+            else:
+                command += ["--set", f"{key}={value}"]
         command.append("serve")
         with open(log, "ab") as output:
             output.write(f"\n--- {datetime.now().astimezone().isoformat(timespec='seconds')} "
                          f"started by '{' '.join(_argv())}' for {self.url}\n".encode())
             output.flush()
             process = subprocess.Popen(
-                command, env=self.environ, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                command, env=environ, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
                 start_new_session=True, close_fds=True,
             )
         _started.append(process)

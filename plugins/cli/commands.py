@@ -33,7 +33,9 @@ def register_commands(cli: click.Group) -> None:
         cli.add_command(command)
 
 
-def _shown(value: Any) -> Any:
+def _shown(key: str, value: Any) -> Any:
+    """A setting's value as ``corral config`` shows it: seconds as a Go duration, unless the key
+    names another unit (``llamacpp.stream_interval_ms``)."""
     from corral import FOREVER, HostSpec, format_go_duration
 
     if isinstance(value, HostSpec):
@@ -42,7 +44,7 @@ def _shown(value: Any) -> Any:
         return str(value)
     if isinstance(value, tuple):
         return list(value)
-    if isinstance(value, float) and (value == FOREVER or value.is_integer()):
+    if isinstance(value, float) and (value == FOREVER or value.is_integer()) and not key.endswith("_ms"):
         return format_go_duration(value)
     return value
 
@@ -60,7 +62,7 @@ def config_command(state: Any, as_json: bool) -> None:
     kernel = state.kernel()
     settings = kernel.settings
     keys = list(settings.origin_of)
-    values = {key: _hidden(settings.value_of(key)) if settings.is_secret(key) else _shown(settings.value_of(key))
+    values = {key: _hidden(settings.value_of(key)) if settings.is_secret(key) else _shown(key, settings.value_of(key))
               for key in keys}
     warnings = list(settings.exposure_warnings())
     if as_json:
