@@ -67,6 +67,8 @@ def parse_keep_alive_value(value: Any) -> float | None:
         seconds = parse_go_duration(value.strip()) if isinstance(value, str) else float(value)
     except ValueError as error:
         raise InvalidRequest(str(error)) from None
+    except OverflowError:  # an integer beyond any float: longer than Go's longest duration
+        return FOREVER
     return FOREVER if seconds < 0 or seconds > LONGEST else seconds
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -151,9 +152,11 @@ async def read_json(struct: str, *, empty: str = "missing request body") -> dict
     if not raw or not raw.strip():
         raise InvalidRequest(empty)
     try:
-        value = json.loads(raw, parse_constant=_not_json)
+        value = json.loads(raw, parse_constant=_not_json, parse_int=_go_int, parse_float=_go_float)
     except _NotJson as error:
         raise InvalidRequest(f"invalid JSON: {error} is not a JSON value") from None
+    except _TooLarge as error:
+        raise InvalidRequest(f"json: cannot unmarshal number {error} into Go value of type float64") from None
     except UnicodeDecodeError:
         raise InvalidRequest("invalid JSON: the body is not UTF-8") from None
     except json.JSONDecodeError as error:
@@ -198,6 +201,23 @@ class _NotJson(ValueError):
 
 def _not_json(constant: str) -> Any:
     raise _NotJson(constant)  # NaN, Infinity and -Infinity: Python reads them, Go's JSON does not
+
+
+class _TooLarge(ValueError):
+    pass
+
+
+def _go_int(text: str) -> int | float:
+    """A JSON integer: beyond int64 a float64, as Go reads numbers it does not know the type of
+    (Python would build an integer of any size, or refuse one of over 4300 digits)."""
+    return int(text) if len(text) <= 19 else _go_float(text)
+
+
+def _go_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _TooLarge(text if len(text) <= 30 else text[:30] + "...")
+    return value
 
 
 def checked_model_name(name: str, *, empty_status: int) -> str:

@@ -41,14 +41,19 @@ FIELDS = {
     "/v1/embeddings": ({"model": MODEL, "input": "hi"}, ["model", "input", "encoding_format", "dimensions"]),
 }
 BODIES = [b"", b"null", b"[]", b"1", b'"x"', b"{", b"\xff\xfe", b'{"model": NaN}', b"[" * 100000,
-          b'{"model": "tiny-answers", "prompt": "\\ud800"}', b'{"model": 1e999}']
+          b'{"model": "tiny-answers", "prompt": "\\ud800"}', b'{"model": 1e999}',
+          # numbers beyond what Python converts (4300 digits) or what a float holds
+          b'{"model": "tiny-answers", "prompt": "hi", "a": 1' + b"0" * 5000 + b"}",
+          b'{"model": "tiny-answers", "prompt": "hi", "keep_alive": 1' + b"0" * 400 + b"}",
+          b'{"model": "tiny-answers", "prompt": "hi", "options": {"temperature": 1' + b"0" * 400 + b"}}"]
 OPTIONS = ["num_ctx", "num_batch", "num_thread", "num_predict", "seed", "top_k", "top_p", "temperature", "stop",
            "mirostat", "num_keep", "repeat_last_n", "use_mmap"]
 MESSAGES = [[None], ["x"], [{}], [{"role": 1}], [{"role": "user", "content": 1}], [{"role": "user", "images": 1}],
             [{"role": "user", "images": ["!!"]}], [{"role": "user", "tool_calls": 1}],
             [{"role": "user", "tool_calls": [1]}], [{"role": "user", "tool_calls": [{"function": 1}]}],
             [{"role": "assistant", "content": "x", "tool_calls": [{"function": {"name": "f", "arguments": "x"}}]}],
-            [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}], [{"role": "user", "thinking": 5}]]
+            [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}], [{"role": "user", "thinking": 5}],
+            [{"role": "assistant", "content": "x", "tool_calls": [{"function": {"name": "f", "arguments": "[" * 100000}}]}]]
 TOOLS = [[None], ["x"], [{"type": "function", "function": 1}],
          [{"type": "function", "function": {"name": "f", "parameters": {"properties": {"a": 1}}}}],
          [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "required": 1}}}]]

@@ -132,7 +132,7 @@ def _tool_calls(calls: Any) -> list[dict[str, Any]]:
         function = call.get("function") if isinstance(call.get("function"), dict) else {}
         try:
             arguments = json.loads(function.get("arguments") or "")
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise InvalidRequest("invalid tool call arguments") from None
         result.append({"id": call.get("id") or "", "function": {"name": function.get("name") or "", "arguments": arguments}})
     return result
