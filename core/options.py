@@ -107,13 +107,18 @@ def _number(value: float) -> str:
 def checked(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """Known options converted to their types; unknown and retired ones dropped with a warning."""
     result: dict[str, Any] = {}
+    unknown: list[str] = []
     for name, value in (options or {}).items():
         if value is None:
             continue
         if name not in OPTION_TYPES:
-            log.warning("invalid option provided: %s", name)
+            unknown.append(name)
             continue
         result[name] = convert_option(name, value)
+    if unknown:  # one line per request, however many a client sends
+        shown = ", ".join(name[:40] for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        log.warning("invalid option provided: %s%s", shown, more)
     return result
 
 

@@ -93,6 +93,11 @@ def test_no_request_can_forge_or_split_a_log_line(server_env: dict[str, str]) ->
         assert httpx.post(f"{url}/api/generate", json=load, timeout=120).status_code == 200
         option_line = wait_for(output, lambda line: "invalid option provided" in line)
         wait_for(output, lambda line: "/api/generate" in line)
+        many = {"model": "smol", "prompt": "", "options": {f"k{index}": 0 for index in range(20000)}}
+        assert httpx.post(f"{url}/api/generate", json=many, timeout=120).status_code == 200
+        many_line = wait_for(output, lambda line: "invalid option provided: k0" in line)
+    assert 'msg="invalid option provided: k0, k1, k2, k3, k4 and 19995 more"' in many_line
+    assert sum("invalid option provided" in line for line in output) == 2  # one per request
     assert 'path="/api/x\\ntime=2026-01-01T00:00:00.000+00:00 level=INFO source=corral.server msg=forged"' in line
     assert " endpoint=unmatched status=404 rejected=invalid " in line
     assert 'user_agent="agent\\u0085time=' in agent_line
