@@ -9,7 +9,6 @@ import math
 import time
 from collections import OrderedDict
 from contextlib import aclosing
-from functools import partial
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -238,8 +237,8 @@ class Inference:
         tokenize = getattr(lease.model, "tokenize", None)
 
         async def render(cut: int) -> str:
-            kept = [m for m in messages[:cut] if m.get("role") == "system"] + messages[cut:]
-            return await self._render(prepared, prepared.template, kept, tools, think, level, think_set, budget)
+            return await self._render(prepared, prepared.template, messages, tools, think, level, think_set, budget,
+                                      cut=cut)
 
         async def fits(prompt: str) -> bool:
             if len(prompt) <= limit or tokenize is None:  # a token is at least one character
@@ -262,16 +261,22 @@ class Inference:
 
     async def _render(self, prepared: Prepared, template: PromptTemplate | ChatTemplate, messages: Sequence[Any],
                       tools: Sequence[Any], think: bool, level: str, think_set: bool, budget: Budget, *,
-                      prompt: str = "", suffix: str = "") -> str:
-        """The prompt, rendered in a thread within ``budget`` (TemplateLimitExceeded otherwise)."""
-        if isinstance(template, ChatTemplate):
-            return await run_template(budget, partial(
-                template.render, messages, tools=list(tools) or None, add_generation_prompt=True,
-                bos_token=prepared.facts.bos_token, eos_token=prepared.facts.eos_token, enable_thinking=think,
-                budget=budget))
-        values = PromptValues(messages=[message_from(m) for m in messages], tools=list(tools) or None,
-                              prompt=prompt, suffix=suffix, think=think, think_level=level, is_think_set=think_set)
-        return await run_template(budget, partial(template.render, values, budget=budget))
+                      cut: int = 0, prompt: str = "", suffix: str = "") -> str:
+        """The prompt of ``messages`` without the turns before ``cut`` (system messages stay),
+        rendered in a thread within ``budget`` (TemplateLimitExceeded otherwise). Every step that
+        walks the messages is in that thread: a chat may have hundreds of thousands."""
+
+        def render() -> str:
+            kept = [m for m in messages[:cut] if m.get("role") == "system"] + list(messages[cut:])
+            if isinstance(template, ChatTemplate):
+                return template.render(kept, tools=list(tools) or None, add_generation_prompt=True,
+                                       bos_token=prepared.facts.bos_token, eos_token=prepared.facts.eos_token,
+                                       enable_thinking=think, budget=budget)
+            values = PromptValues(messages=[message_from(m) for m in kept], tools=list(tools) or None,
+                                  prompt=prompt, suffix=suffix, think=think, think_level=level, is_think_set=think_set)
+            return template.render(values, budget=budget)
+
+        return await run_template(budget, render)
 
     async def _stream(self, prepared: Prepared, lease: Any, completion: CompletionRequest, started: int,
                       usage: Usage, *, think: bool, tools: Sequence[Mapping[str, Any]]) -> AsyncIterator[Reply]:

@@ -365,6 +365,8 @@ CORE_SETTINGS: tuple[CoreSetting, ...] = (
                 help="keep unreferenced blobs instead of removing them"),
     CoreSetting(key="server.max_body_size", env=None, default=32 * 1024 * 1024, converter=parse_count(1),
                 help="bytes a JSON request body may have (POST /api/blobs streams, bounded by free disk)"),
+    CoreSetting(key="server.max_json_values", env=None, default=1_000_000, converter=parse_count(1),
+                help="values a JSON request body may hold (counted as its commas and opening brackets)"),
     CoreSetting(key="server.body_timeout", env=None, default=30.0, converter=parse_positive_duration,
                 help="seconds a request body may stall (no byte arriving) before the server gives up"),
     CoreSetting(key="server.max_connections", env=None, default=1024, converter=parse_count(1),
@@ -422,6 +424,7 @@ class Settings:
     log_format: str
     noprune: bool
     max_body_size: int
+    max_json_values: int
     body_timeout: float
     max_connections: int
     max_client_connections: int
@@ -530,6 +533,7 @@ class Settings:
             log_format=values["server.log_format"],
             noprune=values["server.noprune"],
             max_body_size=values["server.max_body_size"],
+            max_json_values=values["server.max_json_values"],
             body_timeout=values["server.body_timeout"],
             max_connections=values["server.max_connections"],
             max_client_connections=values["server.max_client_connections"],

@@ -155,6 +155,22 @@ def test_a_100_mb_json_body(server: Server) -> None:
     assert server.peak_rss() - before < 64 * 2**20  # the 100 MB never sits in memory
 
 
+def test_a_body_of_millions_of_tiny_values(server: Server) -> None:
+    """32 MiB of ``{},`` under the body limit: parsing it held the event loop for seconds and took
+    gigabytes; it is refused before parsing, and 900,000 values (450,000 messages) still parse."""
+    url = server.url
+    before = server.peak_rss()
+    with version_answers_within_a_second(url):
+        for path in ("/api/chat", "/v1/chat/completions"):
+            body = b'{"model": "smol", "messages": [' + b"{}," * 11_000_000 + b"{}]}"
+            response = HTTP.post(f"{url}{path}", content=body)
+            assert response.status_code == 413, response.text
+            assert "too many JSON values: more than 1000000 (server.max_json_values)" in response.text
+        response = HTTP.post(f"{url}/api/chat", json={"model": "smol", "messages": [{"role": "user"}] * 450_000})
+        assert response.status_code != 413
+    assert server.peak_rss() - before < 1024 * 2**20
+
+
 def read_to_close(sock: socket.socket) -> bytes:
     """All a server sends before it closes the connection (headers and body may come apart)."""
     received = b""

@@ -18,7 +18,7 @@ from quart import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from corral import CorralError, InvalidName, ModelNotFound, Reply, parse_reference
-from corral.sdk.http import INFERENCE, access, checked_model_name, kernel, openai_error, read_json, sse_stream
+from corral.sdk.http import INFERENCE, access, checked_model_name, kernel, openai_error, read_request, sse_stream
 from corral.sdk.http import openai_json_response as json_response
 
 from . import responses
@@ -64,7 +64,7 @@ def combined(first: Reply, rest: list[Reply]) -> Reply:
 @blueprint.route("/chat/completions", methods=["POST"])
 @access(INFERENCE)
 async def chat_completions() -> Response:
-    chat, streaming = chat_request(await read_json("openai.ChatCompletionRequest", empty="EOF"))
+    chat, streaming = await read_request("openai.ChatCompletionRequest", chat_request, empty="EOF")
     model = checked_model_name(chat.model, empty_status=400)
     id_ = f"chatcmpl-{random.randrange(999)}"
     replies = kernel().inference.chat(chat)
@@ -102,7 +102,7 @@ async def _chat_events(id_: str, model: str, created: int, first: Reply, replies
 @blueprint.route("/completions", methods=["POST"])
 @access(INFERENCE)
 async def completions() -> Response:
-    generate, streaming = completion_request(await read_json("openai.CompletionRequest", empty="EOF"))
+    generate, streaming = await read_request("openai.CompletionRequest", completion_request, empty="EOF")
     model = checked_model_name(generate.model, empty_status=404)
     id_ = f"cmpl-{random.randrange(999)}"
     replies = kernel().inference.generate(generate)
@@ -133,7 +133,7 @@ async def _completion_events(id_: str, model: str, first: Reply, replies: AsyncG
 @blueprint.route("/embeddings", methods=["POST"])
 @access(INFERENCE)
 async def embeddings() -> Response:
-    embed, encoding = embed_request(await read_json("openai.EmbedRequest", empty="EOF"))
+    embed, encoding = await read_request("openai.EmbedRequest", embed_request, empty="EOF")
     model = checked_model_name(embed.model, empty_status=404)
     try:
         result = await kernel().inference.embed(embed)

@@ -27,6 +27,7 @@ from corral.sdk.http import (
     now_utc,
     parse_keep_alive_value,
     read_json,
+    read_request,
     rfc3339,
 )
 
@@ -161,23 +162,33 @@ async def _respond(replies: AsyncGenerator[Reply, None], shape: Any, model: str,
 @blueprint.route("/api/generate", methods=["POST"])
 @access(INFERENCE)
 async def generate() -> Response:
-    fields = Fields(await read_json("api.GenerateRequest"), "GenerateRequest")
-    model = checked_model_name(fields.model(), empty_status=404)
+    request, stream = await read_request("api.GenerateRequest", _generate_request)
+    return await _respond(inference().generate(request), _generate_object, request.model, stream)
+
+
+def _generate_request(body: dict[str, Any]) -> tuple[GenerateRequest, bool]:
+    fields = Fields(body, "GenerateRequest")
     request = GenerateRequest(
-        model=model, prompt=fields.string("prompt"), suffix=fields.string("suffix"),
+        model=checked_model_name(fields.model(), empty_status=404), prompt=fields.string("prompt"),
+        suffix=fields.string("suffix"),
         system=fields.body.get("system") if isinstance(fields.body.get("system"), str) else None,
         template=fields.string("template") or None, context=_context(fields.body.get("context")),
         raw=fields.boolean("raw"), format=_format(fields.body.get("format")), images=_images(fields.body.get("images")),
         options=fields.obj("options") or {}, keep_alive=parse_keep_alive_value(fields.body.get("keep_alive")),
         think=check_think(fields.body.get("think")),
     )
-    return await _respond(inference().generate(request), _generate_object, model, fields.boolean("stream", True))
+    return request, fields.boolean("stream", True)
 
 
 @blueprint.route("/api/chat", methods=["POST"])
 @access(INFERENCE)
 async def chat() -> Response:
-    fields = Fields(await read_json("api.ChatRequest"), "ChatRequest")
+    request, stream = await read_request("api.ChatRequest", _chat_request)
+    return await _respond(inference().chat(request), _chat_object, request.model, stream)
+
+
+def _chat_request(body: dict[str, Any]) -> tuple[ChatRequest, bool]:
+    fields = Fields(body, "ChatRequest")
     model = checked_model_name(fields.model(), empty_status=400)
     messages = fields.body.get("messages") or []
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
@@ -197,13 +208,25 @@ async def chat() -> Response:
         options=fields.obj("options") or {}, keep_alive=parse_keep_alive_value(fields.body.get("keep_alive")),
         think=check_think(fields.body.get("think")), truncate=fields.boolean("truncate", True),
     )
-    return await _respond(inference().chat(request), _chat_object, model, fields.boolean("stream", True))
+    return request, fields.boolean("stream", True)
 
 
 @blueprint.route("/api/embed", methods=["POST"])
 @access(INFERENCE)
 async def embed() -> Response:
-    fields = Fields(await read_json("api.EmbedRequest"), "EmbedRequest")
+    request = await read_request("api.EmbedRequest", _embed_request)
+    model = request.model
+    try:
+        result = await inference().embed(request)
+    except ModelNotFound:
+        raise _not_found(model) from None
+    return json_response({"model": model, "embeddings": result.vectors,
+                          "total_duration": result.metrics.total_ns, "load_duration": result.metrics.load_ns,
+                          "prompt_eval_count": result.prompt_tokens})
+
+
+def _embed_request(body: dict[str, Any]) -> EmbedRequest:
+    fields = Fields(body, "EmbedRequest")
     model = checked_model_name(fields.model(), empty_status=404)
     raw = fields.body.get("input")
     if isinstance(raw, str):
@@ -217,16 +240,9 @@ async def embed() -> Response:
     dimensions = fields.body.get("dimensions")
     if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int)):
         raise InvalidRequest("json: cannot unmarshal into Go struct field EmbedRequest.dimensions of type int")
-    request = EmbedRequest(model=model, inputs=inputs, truncate=fields.boolean("truncate", True),
-                           dimensions=dimensions, options=fields.obj("options") or {},
-                           keep_alive=parse_keep_alive_value(fields.body.get("keep_alive")))
-    try:
-        result = await inference().embed(request)
-    except ModelNotFound:
-        raise _not_found(model) from None
-    return json_response({"model": model, "embeddings": result.vectors,
-                          "total_duration": result.metrics.total_ns, "load_duration": result.metrics.load_ns,
-                          "prompt_eval_count": result.prompt_tokens})
+    return EmbedRequest(model=model, inputs=inputs, truncate=fields.boolean("truncate", True),
+                        dimensions=dimensions, options=fields.obj("options") or {},
+                        keep_alive=parse_keep_alive_value(fields.body.get("keep_alive")))
 
 
 @blueprint.route("/api/embeddings", methods=["POST"])
