@@ -122,6 +122,38 @@ def test_jinja_templates_stop_at_their_limits(source: str, message: str) -> None
         jinja(source)
 
 
+_BIG = "{% set b = 'x' * 900000 %}"
+_HUNDRED_BS = ", ".join(["b"] * 100)
+
+
+@pytest.mark.parametrize("source", [
+    _BIG + "{{ ('%s' * 100) % (" + _HUNDRED_BS + ") }}",
+    _BIG + "{{ ('%(a)s' * 100) % {'a': b} }}",
+    _BIG + "{{ ('%s' * 100)|format(" + _HUNDRED_BS + ") }}",
+    _BIG + "{{ ('{0}' * 100).format(b) }}",
+    _BIG + "{{ ('{a}' * 100).format_map({'a': b}) }}",
+    "{{ ('{0:>900000}' * 100).format('') }}",
+    _BIG + "{{ [b] * 100 }}",
+    _BIG + "{{ ([b] * 100) ~ '' }}",
+    _BIG + "{{ ('%s' * 100) % ((b,) * 100) }}",
+    _BIG + "{% set l = [b, b, b, b, b, b, b, b, b, b] %}{{ (l + l)|string }}",
+])
+def test_jinja_refuses_a_string_over_the_limit_before_building_it(source: str) -> None:
+    """``%``, ``format`` and printing a list repeated with ``*`` used to build their whole result
+    (in C) before its size was checked."""
+    assert peak_memory(lambda: jinja(source, ONE_MB)) < 10 * ONE_MB.max_output
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("{{ '%s-%5d-%%-%-4s|%.2s|%r' % ('ab', 3, 'c', 'xyz', 'q') }}", "ab-    3-%-c   |xy|'q'"),
+    ("{{ '%(a)s/%(a)r' % {'a': 1} }}", "1/1"),
+    ("{{ '{0}-{x!r}-{0:>4}'.format('a', x=[1, 'b']) }}", "a-[1, 'b']-   a"),
+    ("{{ [1, 'a'] * 2 }}{{ (1,) + (2,) }}", "[1, 'a', 1, 'a'](1, 2)"),
+])
+def test_jinja_formatting_within_the_limit_is_unchanged(source: str, expected: str) -> None:
+    assert jinja(source, ONE_MB) == expected
+
+
 def test_jinja_does_not_fold_huge_constants_while_compiling() -> None:
     started = time.monotonic()
     template = ChatTemplate("{{ 7 ** (7 ** 8) }}{{ 'a' * 2000000000 }}")  # old code: minutes, or out of memory
