@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,25 +145,38 @@ class _Flags:
 class _Printer:
     """A port of fmt's pp: one instance formats one call of Sprint, Sprintln or Sprintf."""
 
-    def __init__(self) -> None:
+    def __init__(self, size_check: Callable[[int], None] | None = None) -> None:
         self.out: list[str] = []
+        self.size = 0
+        self.size_check = size_check
         self.flags = _Flags()
         self.erroring = False
+
+    def write(self, text: str) -> None:
+        self.reserve(len(text))
+        self.size += len(text)
+        self.out.append(text)
+
+    def reserve(self, extra: int) -> None:
+        """Let the caller's size check refuse ``extra`` more characters before they are built."""
+        if self.size_check is not None:
+            self.size_check(self.size + extra)
 
     # -- padding -------------------------------------------------------------------------------
 
     def pad(self, text: str) -> None:
         width = self.flags.width
         if width is None or len(text) >= width:
-            self.out.append(text)
+            self.write(text)
             return
+        self.reserve(width)
         fill = width - len(text)
         if self.flags.minus:
-            self.out.append(text + " " * fill)
+            self.write(text + " " * fill)
         elif self.flags.zero:
-            self.out.append("0" * fill + text)
+            self.write("0" * fill + text)
         else:
-            self.out.append(" " * fill + text)
+            self.write(" " * fill + text)
 
     # -- basic kinds ---------------------------------------------------------------------------
 
@@ -256,7 +269,7 @@ class _Printer:
             return
         if flags.plus or text[0] != "+":
             if flags.zero and flags.width is not None and not flags.minus and flags.width > len(text):
-                self.out.append(text[0] + text[1:].rjust(flags.width - 1, "0"))
+                self.write(text[0] + text[1:].rjust(flags.width - 1, "0"))
                 return
             self.pad(text)
             return
@@ -267,17 +280,18 @@ class _Printer:
             self.bad_verb(verb, value)
             return
         plus = self.flags.plus
-        self.out.append("(")
+        self.write("(")
         self.fmt_float(value.real, verb)
         self.flags.plus = True
         self.fmt_float(value.imag, verb)
-        self.out.append("i)")
+        self.write("i)")
         self.flags.plus = plus
 
     def fmt_string(self, value: str, verb: str) -> None:
         flags = self.flags
         if verb == "v" and flags.sharp_v or verb == "q":
             text = value if flags.precision is None else value[: flags.precision]
+            self.reserve(len(text) + 2)  # quoting copies the text, escapes only make it longer
             if flags.sharp and "`" not in text and all(is_print(c) or c == "\t" for c in text):
                 self.pad("`" + text + "`")
             else:
@@ -293,23 +307,26 @@ class _Printer:
         flags = self.flags
         if flags.precision is not None:
             data = data[: flags.precision]
-        pattern = "{:02x}" if verb == "x" else "{:02X}"
-        parts = [pattern.format(b) for b in data]
         prefix = ("0x" if verb == "x" else "0X") if flags.sharp else ""
+        if not data:
+            self.pad("")
+            return
         if flags.space:
-            text = " ".join(prefix + p for p in parts)
+            self.reserve(len(data) * (3 + len(prefix)) - 1)
+            text = prefix + data.hex(" ").replace(" ", " " + prefix) if prefix else data.hex(" ")
         else:
-            text = prefix + "".join(parts) if parts else ""
-        self.pad(text)
+            self.reserve(len(data) * 2 + len(prefix))
+            text = prefix + data.hex()
+        self.pad(text.upper() if verb == "X" else text)
 
     def fmt_bytes(self, data: bytes, verb: str, depth: int) -> None:
         if verb in "vd":
-            self.out.append("[")
+            self.write("[")
             for i, b in enumerate(data):
                 if i:
-                    self.out.append(" ")
+                    self.write(" ")
                 self.fmt_integer(b, verb)
-            self.out.append("]")
+            self.write("]")
         elif verb == "s":
             self.pad(data.decode("utf-8", "surrogateescape"))
         elif verb in "xX":
@@ -323,13 +340,13 @@ class _Printer:
 
     def bad_verb(self, verb: str, value: Any) -> None:
         self.erroring = True
-        self.out.append("%!" + verb + "(")
+        self.write("%!" + verb + "(")
         if value is None or value is NIL:
-            self.out.append("<nil>")
+            self.write("<nil>")
         else:
-            self.out.append(type_name(value) + "=")
+            self.write(type_name(value) + "=")
             self.print_arg(value, "v")
-        self.out.append(")")
+        self.write(")")
         self.erroring = False
 
     # -- dispatch ------------------------------------------------------------------------------
@@ -367,7 +384,7 @@ class _Printer:
             return
         if value is None or value is NIL:
             if depth == 0 and value is None:
-                self.out.append("<invalid reflect.Value>")
+                self.write("<invalid reflect.Value>")
             elif verb == "v":
                 self.pad("<nil>")
             else:
@@ -386,43 +403,43 @@ class _Printer:
             self.fmt_bytes(value, verb, depth)
         elif isinstance(value, (list, tuple)) or isinstance(value, Named) and value.type.kind == "slice":
             items = value.value if isinstance(value, Named) else value
-            self.out.append("[")
+            self.write("[")
             for i, item in enumerate(items):
                 if i:
-                    self.out.append(" ")
+                    self.write(" ")
                 self.print_value(item, verb, depth + 1)
-            self.out.append("]")
+            self.write("]")
         elif isinstance(value, (Mapping, Named)):
             entries = map_entries(value)
-            self.out.append("map[")
+            self.write("map[")
             for i, key in enumerate(sorted_keys(list(entries))):
                 if i:
-                    self.out.append(" ")
+                    self.write(" ")
                 self.print_value(key, verb, depth + 1)
-                self.out.append(":")
+                self.write(":")
                 self.print_value(entries[key], verb, depth + 1)
-            self.out.append("]")
+            self.write("]")
         elif isinstance(value, Pointer):
             if value.elem is None:
                 self.pad("<nil>") if verb == "v" else self.bad_verb(verb, value)
             elif depth == 0 and isinstance(value.elem, (Struct, Named, list, Mapping)) or (
                 depth == 0 and is_plain_object(value.elem)
             ):
-                self.out.append("&")
+                self.write("&")
                 self.print_value(value.elem, verb, depth + 1)
             else:
                 self.pad(_FAKE_ADDRESS)
         elif is_function(value):
             self.pad(_FAKE_ADDRESS)
         else:
-            self.out.append("{")
+            self.write("{")
             for i, (name, item) in enumerate(struct_fields(value)):
                 if i:
-                    self.out.append(" ")
+                    self.write(" ")
                 if self.flags.plus_v:
-                    self.out.append(name + ":")
+                    self.write(name + ":")
                 self.print_value(item, verb, depth + 1)
-            self.out.append("}")
+            self.write("}")
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -431,16 +448,16 @@ class _Printer:
         for i, arg in enumerate(args):
             is_string = isinstance(arg, str)
             if i > 0 and not is_string and not previous_string:
-                self.out.append(" ")
+                self.write(" ")
             self.print_arg(arg, "v")
             previous_string = is_string
 
     def do_println(self, args: list[Any]) -> None:
         for i, arg in enumerate(args):
             if i > 0:
-                self.out.append(" ")
+                self.write(" ")
             self.print_arg(arg, "v")
-        self.out.append("\n")
+        self.write("\n")
 
     def do_printf(self, format: str, args: list[Any]) -> None:
         end = len(format)
@@ -453,7 +470,7 @@ class _Printer:
             while i < end and format[i] != "%":
                 i += 1
             if i > start:
-                self.out.append(format[start:i])
+                self.write(format[start:i])
             if i >= end:
                 break
             i += 1  # the %
@@ -480,7 +497,7 @@ class _Printer:
                 i += 1
                 flags.width, ok, arg_num = self._int_from_arg(args, arg_num)
                 if not ok:
-                    self.out.append("%!(BADWIDTH)")
+                    self.write("%!(BADWIDTH)")
                 if flags.width is not None and flags.width < 0:
                     flags.width = -flags.width
                     flags.minus = True
@@ -491,11 +508,11 @@ class _Printer:
                 if found:
                     flags.width = width
                     if after_index:
-                        self.out.append("%!(BADWIDTH)")
+                        self.write("%!(BADWIDTH)")
             if i < end and format[i] == ".":
                 i += 1
                 if after_index:
-                    self.out.append("%!(BADPREC)")
+                    self.write("%!(BADPREC)")
                 arg_num, i, after_index = self._arg_number(arg_num, format, i, len(args))
                 if i < end and format[i] == "*":
                     i += 1
@@ -503,7 +520,7 @@ class _Printer:
                     if flags.precision is not None and flags.precision < 0:
                         flags.precision = None
                     if not ok:
-                        self.out.append("%!(BADPREC)")
+                        self.write("%!(BADPREC)")
                     after_index = False
                 else:
                     precision, i, found = _parse_number(format, i, end)
@@ -511,15 +528,15 @@ class _Printer:
             if not after_index:
                 arg_num, i, after_index = self._arg_number(arg_num, format, i, len(args))
             if i >= end:
-                self.out.append("%!(NOVERB)")
+                self.write("%!(NOVERB)")
                 break
             verb = format[i]
             i += 1
             reordered = reordered or after_index
             if verb == "%":
-                self.out.append("%")
+                self.write("%")
             elif arg_num >= len(args):
-                self.out.append(f"%!{verb}(MISSING)")
+                self.write(f"%!{verb}(MISSING)")
             elif verb == "w":
                 self.bad_verb(verb, args[arg_num])
                 arg_num += 1
@@ -535,27 +552,27 @@ class _Printer:
                 arg_num += 1
         if not reordered and arg_num < len(args):
             self.flags = _Flags()
-            self.out.append("%!(EXTRA ")
+            self.write("%!(EXTRA ")
             for j, arg in enumerate(args[arg_num:]):
                 if j:
-                    self.out.append(", ")
+                    self.write(", ")
                 if arg is None or arg is NIL:
-                    self.out.append("<nil>")
+                    self.write("<nil>")
                 else:
-                    self.out.append(type_name(arg) + "=")
+                    self.write(type_name(arg) + "=")
                     self.print_arg(arg, "v")
-            self.out.append(")")
+            self.write(")")
 
     def _arg_number(self, arg_num: int, format: str, i: int, num_args: int) -> tuple[int, int, bool]:
         if i >= len(format) or format[i] != "[":
             return arg_num, i, False
         close = format.find("]", i + 1)
         if close < 0 or not format[i + 1 : close].isdigit():
-            self.out.append("%!(BADINDEX)")
+            self.write("%!(BADINDEX)")
             return arg_num, (close + 1 if close >= 0 else len(format)), False
         index = int(format[i + 1 : close]) - 1
         if not 0 <= index < num_args:
-            self.out.append("%!(BADINDEX)")
+            self.write("%!(BADINDEX)")
             return arg_num, close + 1, False
         return index, close + 1, True
 
@@ -581,22 +598,25 @@ def _parse_number(format: str, i: int, end: int) -> tuple[int | None, int, bool]
     return int(format[start:i]), i, True
 
 
-def sprint(*args: Any) -> str:
-    """fmt.Sprint: spaces between operands when neither side is a string."""
-    printer = _Printer()
+def sprint(*args: Any, size_check: Callable[[int], None] | None = None) -> str:
+    """fmt.Sprint: spaces between operands when neither side is a string. ``size_check``, if
+    given, is called with the result's size so far before each piece is added, and can raise to
+    stop a result that would be too large before it is built."""
+    printer = _Printer(size_check)
     printer.do_print(list(args))
     return "".join(printer.out)
 
 
-def sprintln(*args: Any) -> str:
-    """fmt.Sprintln: operands separated by spaces, then a newline."""
-    printer = _Printer()
+def sprintln(*args: Any, size_check: Callable[[int], None] | None = None) -> str:
+    """fmt.Sprintln: operands separated by spaces, then a newline (``size_check`` as for sprint)."""
+    printer = _Printer(size_check)
     printer.do_println(list(args))
     return "".join(printer.out)
 
 
-def sprintf(format: str, *args: Any) -> str:
-    """fmt.Sprintf with Go's verbs, flags, widths, precisions and %!verb(...) error notes."""
-    printer = _Printer()
+def sprintf(format: str, *args: Any, size_check: Callable[[int], None] | None = None) -> str:
+    """fmt.Sprintf with Go's verbs, flags, widths, precisions and %!verb(...) error notes
+    (``size_check`` as for sprint)."""
+    printer = _Printer(size_check)
     printer.do_printf(format, list(args))
     return "".join(printer.out)

@@ -9,7 +9,8 @@ compiles (constant folding), and nested loops run for ever. Here:
   time;
 - the operators that can build large values (``*``, ``+``, ``%``, ``**``) are intercepted, which
   also keeps jinja2 from folding them at compile time, and are refused when their result would be
-  larger than the output limit;
+  larger than the output limit: a list by the size of its text (``[big] * 1000`` is small, but
+  printing it is not), a ``%`` or ``str.format`` result by its pattern and arguments;
 - so are the string methods and filters that grow a value from a small argument (``center``,
   ``ljust``, ``indent``, ``replace``, ``format``, ``join``, ``batch``, ``slice``, ``tojson``'s
   indent, ...), checked before they allocate;
@@ -24,7 +25,8 @@ from __future__ import annotations
 import contextvars
 import json
 import re
-from collections.abc import Iterable, Iterator
+import string
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import jinja2
@@ -43,6 +45,14 @@ CURRENT_BUDGET: contextvars.ContextVar[Budget] = contextvars.ContextVar("corral_
 MAX_INTEGER_BITS = 16384
 
 _FORMAT_NUMBER = re.compile(r"\d+")
+_PRINTF_SPEC = re.compile(
+    r"%(?:\((?P<key>[^)]*)\))?[-#0 +]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d+))?[hlL]?(?P<type>.?)", re.S)
+_FORMAT_SPEC_WIDTH = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)", re.S)
+_FIELD_NAME = re.compile(r"[^.\[]*")
+_TEXT_CONVERSIONS = frozenset({"s", "r", "a"})
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+# Containers nested deeper than this count as their brackets only (the size is a lower bound).
+_MAX_DEPTH = 64
 _GROWING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "replace", "join"})
 
 
@@ -128,20 +138,22 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         if operator == "+" and type(left) is str and type(right) is str:  # the common case, kept short
             current.size(len(left) + len(right))
             return left + right
+        limit = current.limits.max_output
         if operator == "*":
             for sequence, count in ((left, right), (right, left)):
                 if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
-                    current.size(len(sequence) * max(count, 0))
+                    current.size(text_size(sequence, limit) * max(count, 0))
             if isinstance(left, int) and isinstance(right, int):
                 _check_bits(left.bit_length() + right.bit_length())
         elif operator == "+":
             if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
-                current.size(len(left) + len(right))
+                current.size(text_size(left, limit) + text_size(right, limit))
         elif operator == "**":
             if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
                 _check_bits(right * abs(left).bit_length())
         elif operator == "%" and isinstance(left, str):
             _check_format(left)
+            current.size(printf_size(left, right, limit))
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
@@ -160,9 +172,16 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         if wrapped is None:
             return None
         text = value.__self__
+        is_format_map = value.__name__ == "format_map"
 
         def checked(*args: Any, **kwargs: Any) -> str:
             _check_format(text)
+            current = budget()
+            if is_format_map:
+                mapping = args[0] if args and isinstance(args[0], Mapping) else {}
+                current.size(format_size(text, (), mapping, current.limits.max_output))
+            else:
+                current.size(format_size(text, args, kwargs, current.limits.max_output))
             result: str = wrapped(*args, **kwargs)
             budget().size(len(result))
             return result
@@ -181,6 +200,107 @@ def _check_format(text: str) -> None:
     for number in _FORMAT_NUMBER.findall(text):
         if len(number) > len(str(limit)) or int(number) > limit:
             raise budget().too_large()
+
+
+def text_size(value: Any, limit: int) -> int:
+    """At least ``len(str(value))``: exact for strings, close for numbers and containers; counting
+    stops once past ``limit``, so a long list costs no more than the limit to measure."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, _CONTAINERS):
+        return _repr_size(value, limit, 0)
+    if isinstance(value, bool) or value is None:
+        return 4
+    if isinstance(value, int):  # str() of a huge int is slow, or refused
+        return max(1, int(value.bit_length() * 0.30102999566398))
+    if isinstance(value, float):
+        return 3
+    return 0
+
+
+def _repr_size(value: Any, limit: int, depth: int) -> int:
+    """At least ``len(repr(value))`` for an item inside a container."""
+    if isinstance(value, str):
+        return len(value) + 2
+    if not isinstance(value, _CONTAINERS):
+        return text_size(value, limit)
+    if depth >= _MAX_DEPTH:
+        return 2
+    parts = (part for item in value.items() for part in item) if isinstance(value, dict) else value
+    total = 0
+    for part in parts:
+        total += _repr_size(part, limit - total, depth + 1) + 2  # the item and ", " or ": "
+        if total > limit:
+            break
+    return total if total else 2  # the brackets take the place of the last ", "
+
+
+def printf_size(pattern: str, values: Any, limit: int) -> int:
+    """At least ``len(pattern % values)``, from the conversions of ``pattern`` and the sizes of
+    ``values``, without formatting anything."""
+    positional = iter(values if isinstance(values, tuple) else (values,))
+    total = 0
+    end = 0
+    for spec in _PRINTF_SPEC.finditer(pattern):
+        total += spec.start() - end
+        end = spec.end()
+        if spec["type"] == "%":
+            total += 1
+            continue
+        width = _printf_number(spec["width"], positional)
+        precision = _printf_number(spec["precision"], positional)
+        if spec["key"] is None:
+            value = next(positional, None)
+        else:
+            value = values.get(spec["key"]) if isinstance(values, Mapping) else None
+        total += max(_field_size(value, spec["type"], precision, limit), width or 0)
+        if total > limit:
+            return total
+    return total + len(pattern) - end
+
+
+def _printf_number(number: str | None, positional: Iterator[Any]) -> int | None:
+    if number == "*":
+        value = next(positional, None)
+        return value if isinstance(value, int) else None
+    return int(number) if number else None
+
+
+def _field_size(value: Any, conversion: str, precision: int | None, limit: int) -> int:
+    if conversion not in _TEXT_CONVERSIONS:
+        return 0  # a number: its width is what can make it large
+    size = text_size(value, limit) + (2 if conversion != "s" and isinstance(value, str) else 0)
+    return size if precision is None else min(size, precision)
+
+
+def format_size(pattern: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], limit: int) -> int:
+    """At least ``len(pattern.format(*args, **kwargs))``, without formatting anything; a field
+    with attributes, indexes, a precision or a nested field counts as its width only."""
+    try:
+        fields = list(string.Formatter().parse(pattern))
+    except ValueError:
+        return 0  # a broken pattern: format itself will say so
+    total = 0
+    automatic = 0
+    for literal, field, spec, conversion in fields:
+        total += len(literal)
+        if field is None:
+            continue
+        name = _FIELD_NAME.match(field)[0]  # type: ignore[index]  # it matches ""
+        key: int | str = int(name) if name.isdigit() else name
+        if name == "":
+            key, automatic = automatic, automatic + 1
+        if "{" in (spec or ""):
+            continue
+        width = _FORMAT_SPEC_WIDTH.match(spec or "")[1]  # type: ignore[index]  # it matches ""
+        size = int(width) if width else 0
+        if name == field and "." not in (spec or ""):
+            value = (args[key] if key < len(args) else None) if isinstance(key, int) else kwargs.get(key)
+            size = max(size, _field_size(value, conversion or "s", None, limit))
+        total += size
+        if total > limit:
+            return total
+    return total
 
 
 def _check_string_method(current: Budget, text: str, name: str, args: tuple[Any, ...],
@@ -234,6 +354,8 @@ def _replace(eval_ctx: Any, s: str, old: str, new: str, count: int | None = None
 
 def _format(value: str, *args: Any, **kwargs: Any) -> str:
     _check_format(str(value))
+    current = budget()
+    current.size(printf_size(str(value), kwargs or args, current.limits.max_output))
     result = jinja2.filters.do_format(value, *args, **kwargs)
     budget().size(len(result))
     return result

@@ -242,6 +242,23 @@ def test_template_bombs_are_a_400_naming_the_limit(server: Server, body: dict) -
                         response.json()["error"])
 
 
+def test_printing_a_big_string_many_times_is_refused_before_it_is_built(server: Server) -> None:
+    """print joined its arguments before checking the size: 32 copies of a 1 MB string (within
+    the 32 MiB limit), printed a hundred times over, made one call allocate 3.2 GB in C, where the
+    deadline cannot stop it, and the thread kept going after the 400."""
+    url = server.url
+    template = ('{{$a := printf "%1000000s" ""}}{{$b := print' + " $a" * 32 + "}}"
+                "{{$c := print" + " $b" * 100 + "}}")
+    before = server.peak_rss()
+    with version_answers_within_a_second(url):
+        response = HTTP.post(f"{url}/api/generate", json={
+            "model": "smol", "prompt": "hi", "template": template, "stream": False})
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "template: rendering produced or built more than 33554432 characters (server.template_max_output)")
+    assert server.peak_rss() - before < 256 * 2**20
+
+
 def test_sigterm_while_a_render_is_stuck(store: Path, tmp_path: Path) -> None:
     """A render with no practical limit (the settings allow it an hour) holds a worker thread;
     the server still answers, and SIGTERM still stops it promptly and cleanly."""

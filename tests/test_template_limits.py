@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 import time
+import tracemalloc
 from pathlib import Path
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import anyio
@@ -46,6 +48,36 @@ def jinja(source: str, limits: TemplateLimits = SMALL) -> str:
 def test_go_templates_stop_at_their_limits(source: str, setting: str) -> None:
     with pytest.raises(TemplateLimitExceeded, match=setting.replace(".", r"\.")):
         go(source, messages=USER)
+
+
+ONE_MB = TemplateLimits(timeout=60, max_iterations=10_000, max_output=1_000_000)
+_900K = '{{$a := printf "%100000s" ""}}{{$b := print' + " $a" * 9 + "}}"
+
+
+def peak_memory(render: Callable[[], object]) -> int:
+    """The most memory ``render`` held at once, in bytes (it must raise TemplateLimitExceeded)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateLimitExceeded, match=r"server\.template_max_output"):
+            render()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("source", [
+    _900K + "{{$c := print" + " $b" * 100 + "}}",
+    _900K + "{{$c := println" + " $b" * 100 + "}}",
+    _900K + '{{$c := printf "' + "%[1]s" * 100 + '" $b}}',
+    _900K + "{{$c := html" + " $b" * 100 + "}}",
+    '{{$c := printf "' + "%900000s" * 100 + '"' + ' ""' * 100 + "}}",
+    _900K + '{{$c := printf "% #x" $b}}',
+])
+def test_go_printing_refuses_a_string_over_the_limit_before_building_it(source: str) -> None:
+    """print, printf, println (and html, js, urlquery, which print their arguments) used to join
+    every argument and only then check the size: a request could make one call allocate
+    gigabytes, in C, where the deadline cannot stop it."""
+    assert peak_memory(lambda: go(source, ONE_MB, messages=USER)) < 10 * ONE_MB.max_output
 
 
 def test_go_templates_stop_at_their_deadline() -> None:
@@ -88,6 +120,38 @@ def test_go_templates_stop_at_their_deadline() -> None:
 def test_jinja_templates_stop_at_their_limits(source: str, message: str) -> None:
     with pytest.raises(TemplateError, match=message.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
         jinja(source)
+
+
+_BIG = "{% set b = 'x' * 900000 %}"
+_HUNDRED_BS = ", ".join(["b"] * 100)
+
+
+@pytest.mark.parametrize("source", [
+    _BIG + "{{ ('%s' * 100) % (" + _HUNDRED_BS + ") }}",
+    _BIG + "{{ ('%(a)s' * 100) % {'a': b} }}",
+    _BIG + "{{ ('%s' * 100)|format(" + _HUNDRED_BS + ") }}",
+    _BIG + "{{ ('{0}' * 100).format(b) }}",
+    _BIG + "{{ ('{a}' * 100).format_map({'a': b}) }}",
+    "{{ ('{0:>900000}' * 100).format('') }}",
+    _BIG + "{{ [b] * 100 }}",
+    _BIG + "{{ ([b] * 100) ~ '' }}",
+    _BIG + "{{ ('%s' * 100) % ((b,) * 100) }}",
+    _BIG + "{% set l = [b, b, b, b, b, b, b, b, b, b] %}{{ (l + l)|string }}",
+])
+def test_jinja_refuses_a_string_over_the_limit_before_building_it(source: str) -> None:
+    """``%``, ``format`` and printing a list repeated with ``*`` used to build their whole result
+    (in C) before its size was checked."""
+    assert peak_memory(lambda: jinja(source, ONE_MB)) < 10 * ONE_MB.max_output
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("{{ '%s-%5d-%%-%-4s|%.2s|%r' % ('ab', 3, 'c', 'xyz', 'q') }}", "ab-    3-%-c   |xy|'q'"),
+    ("{{ '%(a)s/%(a)r' % {'a': 1} }}", "1/1"),
+    ("{{ '{0}-{x!r}-{0:>4}'.format('a', x=[1, 'b']) }}", "a-[1, 'b']-   a"),
+    ("{{ [1, 'a'] * 2 }}{{ (1,) + (2,) }}", "[1, 'a', 1, 'a'](1, 2)"),
+])
+def test_jinja_formatting_within_the_limit_is_unchanged(source: str, expected: str) -> None:
+    assert jinja(source, ONE_MB) == expected
 
 
 def test_jinja_does_not_fold_huge_constants_while_compiling() -> None:

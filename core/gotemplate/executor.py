@@ -502,7 +502,10 @@ class _State:
                 callee = final if isinstance(final, str) else f"<{type_name(final)} Value>"
             argv.insert(0, callee)
         try:
-            result = function.call(*argv)
+            if function.sized:
+                result = function.call(*argv, size_check=self.budget.size)
+            else:
+                result = function.call(*argv)
         except (ExecError, _Break, _Continue, RecursionError, TemplateLimitExceeded):
             raise
         except Exception as error:  # a Go function's error result, or a recovered panic

@@ -36,6 +36,9 @@ from ..govalues import (
 )
 
 
+SizeCheck = Callable[[int], None]
+
+
 class FunctionError(Exception):
     """The error a template function returns; execution stops with "error calling NAME: ..."."""
 
@@ -46,6 +49,8 @@ class GoFunc:
     params: tuple[str, ...]
     variadic: bool
     call: Callable[..., Any]
+    sized: bool = False
+    """``call`` takes a ``size_check`` keyword, to refuse a string too large before building it."""
 
 
 def wrap_python_function(name: str, function: Callable[..., Any]) -> GoFunc:
@@ -276,17 +281,17 @@ def _printable_argument(arg: Any) -> Any:
     return "<no value>" if arg is None else arg
 
 
-def _eval_args(args: tuple[Any, ...]) -> str:
+def _eval_args(args: tuple[Any, ...], size_check: SizeCheck | None) -> str:
     if len(args) == 1 and isinstance(args[0], str):
         return args[0]
-    return sprint(*(_printable_argument(a) for a in args))
+    return sprint(*(_printable_argument(a) for a in args), size_check=size_check)
 
 
 _HTML = {'"': "&#34;", "'": "&#39;", "&": "&amp;", "<": "&lt;", ">": "&gt;", "\0": "\ufffd"}
 
 
-def builtin_html(*args: Any) -> str:
-    return "".join(_HTML.get(c, c) for c in _eval_args(args))
+def builtin_html(*args: Any, size_check: SizeCheck | None = None) -> str:
+    return "".join(_HTML.get(c, c) for c in _eval_args(args, size_check))
 
 
 _JS = {"\\": "\\\\", "'": "\\'", '"': '\\"', "<": "\\u003C", ">": "\\u003E", "&": "\\u0026", "=": "\\u003D"}
@@ -304,12 +309,12 @@ def _js_char(char: str) -> str:
     return f"\\u{code:04X}"
 
 
-def builtin_js(*args: Any) -> str:
-    return "".join(_js_char(c) for c in _eval_args(args))
+def builtin_js(*args: Any, size_check: SizeCheck | None = None) -> str:
+    return "".join(_js_char(c) for c in _eval_args(args, size_check))
 
 
-def builtin_urlquery(*args: Any) -> str:
-    return urllib.parse.quote_plus(_string_bytes(_eval_args(args)), safe="")
+def builtin_urlquery(*args: Any, size_check: SizeCheck | None = None) -> str:
+    return urllib.parse.quote_plus(_string_bytes(_eval_args(args, size_check)), safe="")
 
 
 # -- call --------------------------------------------------------------------------------------
@@ -334,16 +339,16 @@ def builtin_call(name: str, function: Any, *args: Any) -> Any:
 # -- printing ----------------------------------------------------------------------------------
 
 
-def builtin_print(*args: Any) -> str:
-    return sprint(*args)
+def builtin_print(*args: Any, size_check: SizeCheck | None = None) -> str:
+    return sprint(*args, size_check=size_check)
 
 
-def builtin_printf(format: str, *args: Any) -> str:
-    return sprintf(format, *args)
+def builtin_printf(format: str, *args: Any, size_check: SizeCheck | None = None) -> str:
+    return sprintf(format, *args, size_check=size_check)
 
 
-def builtin_println(*args: Any) -> str:
-    return sprintln(*args)
+def builtin_println(*args: Any, size_check: SizeCheck | None = None) -> str:
+    return sprintln(*args, size_check=size_check)
 
 
 def _unreachable(*args: Any) -> Any:  # and, or: short-circuited by the executor
@@ -356,16 +361,16 @@ BUILTINS: Mapping[str, GoFunc] = {
         GoFunc("and", ("value", "value"), True, _unreachable),
         GoFunc("or", ("value", "value"), True, _unreachable),
         GoFunc("call", ("value", "value"), True, builtin_call),
-        GoFunc("html", ("any",), True, builtin_html),
+        GoFunc("html", ("any",), True, builtin_html, sized=True),
         GoFunc("index", ("value", "value"), True, builtin_index),
         GoFunc("slice", ("value", "value"), True, builtin_slice),
-        GoFunc("js", ("any",), True, builtin_js),
+        GoFunc("js", ("any",), True, builtin_js, sized=True),
         GoFunc("len", ("value",), False, builtin_len),
         GoFunc("not", ("value",), False, builtin_not),
-        GoFunc("print", ("any",), True, builtin_print),
-        GoFunc("printf", ("string", "any"), True, builtin_printf),
-        GoFunc("println", ("any",), True, builtin_println),
-        GoFunc("urlquery", ("any",), True, builtin_urlquery),
+        GoFunc("print", ("any",), True, builtin_print, sized=True),
+        GoFunc("printf", ("string", "any"), True, builtin_printf, sized=True),
+        GoFunc("println", ("any",), True, builtin_println, sized=True),
+        GoFunc("urlquery", ("any",), True, builtin_urlquery, sized=True),
         GoFunc("eq", ("value", "value"), True, builtin_eq),
         GoFunc("ge", ("value", "value"), False, builtin_ge),
         GoFunc("gt", ("value", "value"), False, builtin_gt),
