@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import h2.connection
+import h2.events
 import httpx
 import ollama
 import pytest
@@ -130,6 +132,19 @@ def test_200_slowloris_connections(server: Server) -> None:
             for sock in sockets:
                 sock.close()
     assert httpx.get(f"{url}/api/version").status_code == 200  # the client may connect again
+
+
+def test_one_http2_connection_carries_at_most_8_requests_at_once(server: Server) -> None:
+    """HTTP/2 in clear text with prior knowledge: the server's SETTINGS cap the streams one
+    connection may open (Hypercorn's default, 100, made 256 connections 25,600 requests)."""
+    port = int(server.url.rsplit(":", 1)[1])
+    connection = h2.connection.H2Connection()
+    connection.initiate_connection()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(connection.data_to_send())
+        settings = [event for event in connection.receive_data(sock.recv(65536))
+                    if isinstance(event, h2.events.RemoteSettingsChanged)]
+    assert settings and connection.remote_settings.max_concurrent_streams == 8
 
 
 def test_a_100_mb_json_body(server: Server) -> None:

@@ -20,6 +20,7 @@ from .logs import configure_logging
 log = logging.getLogger("corral.server")
 
 GRACEFUL_SECONDS = 5.0
+H2_STREAMS_PER_CONNECTION = 8
 RESERVED_FILES = 128  # runners' pipes, the store, logs
 
 
@@ -109,6 +110,9 @@ async def serve(kernel: Any) -> None:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75
     config.h11_max_incomplete_size = 64 * 1024
+    # HTTP/2 (with TLS, or in clear text with prior knowledge) carries many requests on one
+    # connection: the connection caps would not bound requests without a cap per connection.
+    config.h2_max_concurrent_streams = H2_STREAMS_PER_CONNECTION
 
     signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
