@@ -4,6 +4,7 @@ prometheus-client's own parser, must count exactly what was sent."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -165,13 +166,18 @@ def test_metrics_on_their_own_port_need_no_key_and_serve_nothing_else(clean_env:
         assert httpx.get(f"{url}/api/version", headers=key).status_code == 200
         assert httpx.get(f"{url}/metrics").status_code == 401  # the main address needs the key...
         assert httpx.get(f"{url}/metrics", headers=key).status_code == 404  # ...and has no /metrics
+        # not even for a request target in absolute form, which the middleware used to see whole
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as raw:
+            raw.sendall(b"GET http://127.0.0.1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                        b"Authorization: Bearer metrics-test-key-0123456\r\n\r\n")
+            assert raw.recv(4096).startswith(b"HTTP/1.1 404")
         for path in ("/api/tags", "/api/version", "/", "/ui/"):
             response = httpx.get(f"{own}{path}")
             assert (response.status_code, response.text) == (404, "404 page not found"), path
         assert httpx.post(f"{own}/api/pull", json={"model": "x"}).status_code == 404
         metrics = scrape(own)
         assert metrics("corral_requests_total", endpoint="/api/version", method="GET", model="", status="200") == 1
-        assert metrics("corral_requests_total", endpoint="/metrics", method="GET", model="", status="404") == 1
+        assert metrics("corral_requests_total", endpoint="/metrics", method="GET", model="", status="404") == 2
         assert metrics("corral_requests_total", endpoint="/metrics", method="GET", model="", status="401") == 1
         assert metrics("corral_requests_rejected_total", reason="unauthorized") == 1
         assert metrics("corral_requests_total", endpoint="/api/tags", method="GET", model="", status="404") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from quart import Quart, request
 from werkzeug.exceptions import HTTPException
@@ -54,7 +55,23 @@ def create_app(kernel: Any, streams: OpenStreams | None = None) -> Any:
         if wrap is not None:
             asgi = wrap(asgi)
     logging.getLogger("quart.app").setLevel(logging.CRITICAL)  # errors are logged above, once
-    return asgi
+    return origin_form(asgi)
+
+
+def origin_form(app: Any) -> Any:
+    """Outermost: a request target in absolute form (``GET http://host/api/tags``) becomes its
+    path, as Go's server reads it. Quart routes on the path alone, so middleware that saw the
+    whole URL (keys, limits, the metrics port, the log) would judge another path than the one
+    served."""
+
+    async def normalized(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path")
+        if scope["type"] in ("http", "websocket") and path and not path.startswith("/"):
+            target = urlsplit(path).path or "/"
+            scope = {**scope, "path": target, "raw_path": target.encode("utf-8", "surrogateescape")}
+        await app(scope, receive, send)
+
+    return normalized
 
 
 def kernel_of(app: Quart) -> Any:
