@@ -144,6 +144,18 @@ def test_num_ctx_option_reloads_with_that_context(server: str) -> None:
     assert HTTP.get(f"{server}/api/ps").json()["models"][0]["context_length"] == 8192  # the model's own
 
 
+def test_the_smallest_num_batch_answers_as_the_default_does(server: str) -> None:
+    # A batch below three tokens once left no prompt chunk to decode: the request hung, its runner spinning.
+    quick = httpx.Client(timeout=60)
+    for prompt in ("Hi", "Hi there", QUESTION, COUNTING * 3):
+        body = {"model": "smol", "prompt": prompt, "stream": False, "options": {**GREEDY, "num_predict": 6}}
+        default = quick.post(f"{server}/api/generate", json=body).json()["response"]
+        for num_batch in (1, 2):
+            answer = quick.post(f"{server}/api/generate",
+                                json={**body, "options": {**body["options"], "num_batch": num_batch}}).json()
+            assert answer["response"] == default and answer["done_reason"] == "length", (prompt, num_batch)
+
+
 @pytest.mark.parametrize(("path", "body", "status", "message"), [
     ("/api/generate", {"prompt": "hi"}, 404, "model '' not found"),
     ("/api/chat", {"messages": []}, 400, "model is required"),

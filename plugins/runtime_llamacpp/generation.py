@@ -33,6 +33,9 @@ from .sampling import Sampler, grammar_for
 
 PROMPT_CHUNK_WHILE_GENERATING = 128
 """Prompt tokens per step while other completions generate (each step delays their next token)."""
+SMALLEST_BATCH = 3
+"""A prompt chunk has at least two tokens and leaves none of one (see ``_decode``): a smaller batch
+could read no chunk at all."""
 
 
 class Slot:
@@ -115,7 +118,7 @@ class Generator:
         self.verbose = verbose
         self.turns = turns
         self.interval_ns = int(stream_interval_ms * 1_000_000)
-        num_batch = max(num_batch, num_parallel)  # room for one token of every sequence
+        num_batch = max(num_batch, num_parallel, SMALLEST_BATCH)  # and room for one token of every sequence
         self.context = model.context(n_ctx=num_ctx * num_parallel, n_batch=num_batch, n_ubatch=min(512, num_batch),
                                      n_seq_max=num_parallel, threads=threads)
         self.memory = llama.llama_get_memory(self.context)
