@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +29,22 @@ async def echo_runner(ready_timeout: float | None = None, **config: object) -> A
     async with open_pipe(process, name="echo") as transport, \
             RunnerClient.connect(transport, spec(**config), name="echo", ready_timeout=ready_timeout) as client:
         yield client
+
+
+def child_check(parent_pid: int, seen_parent: int | None = None) -> int:
+    """The exit code of a child that runs the orphan check told its parent is ``parent_pid``, seeing
+    ``seen_parent`` as its parent (its real one by default)."""
+    pretend = f"os.getppid = lambda: {seen_parent}; " if seen_parent is not None else ""
+    code = f"import os; {pretend}from corral.sdk.runner import die_with_parent; die_with_parent()"
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, "CORRAL_PARENT_PID": str(parent_pid)},
+                          timeout=60).returncode
+
+
+def test_a_child_of_pid_1_is_no_orphan_but_one_whose_parent_changed_is() -> None:
+    assert child_check(1, seen_parent=1) == 0  # the server is PID 1 in a container without an init
+    assert child_check(os.getpid()) == 0
+    assert child_check(4242, seen_parent=1) == 1  # the server died before the death signal was asked for
+    assert child_check(4242) == 1  # and the child went to a subreaper other than PID 1
 
 
 async def text_of(client: RunnerClient, prompt: str) -> tuple[str, str | None]:
