@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from corral import CompletionRequest, RuntimeFailure
 from corral.sdk.runner import RunnerClient, RunnerSpec, SpareRunners, open_pipe, start_runner
+from servers import processes_with
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
 
@@ -104,6 +106,28 @@ async def test_a_runner_that_dies_fails_its_requests_with_the_reason() -> None:
             await client.wait()
         with pytest.raises(RuntimeFailure, match="has terminated: signal 9"):
             await client.tokenize("late")
+
+
+@pytest.mark.anyio
+async def test_refills_at_once_and_during_close_leave_no_process_behind() -> None:
+    marker = f"SPARE_TEST={uuid.uuid4().hex}"
+    spares = SpareRunners(["echo_engine"], env={**ENV, **dict([marker.split("=")])})
+    try:
+        async with anyio.create_task_group() as group:  # two loads that finish together
+            group.start_soon(spares.refill)
+            group.start_soon(spares.refill)
+        assert len(processes_with(b"corral.sdk.runner", marker)) == 1
+        await spares.aclose()
+        assert processes_with(b"corral.sdk.runner", marker) == []
+
+        spares = SpareRunners(["echo_engine"], env={**ENV, **dict([marker.split("=")])})
+        async with anyio.create_task_group() as group:  # a refill still starting its process when the server stops
+            group.start_soon(spares.refill)
+            group.start_soon(spares.aclose)
+        assert spares.spare is None and processes_with(b"corral.sdk.runner", marker) == []
+    finally:
+        for pid in processes_with(b"corral.sdk.runner", marker):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.anyio
