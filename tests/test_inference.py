@@ -260,6 +260,29 @@ def test_embed_normalised_and_legacy_not(server: str) -> None:
     assert truncated.status_code == 200 and truncated.json()["prompt_eval_count"] <= 512
 
 
+def resident_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * 4096
+
+
+def test_embeddings_on_a_large_context_take_ollamas_2048_tokens(server: str, smol_store: Path) -> None:
+    options = {**GREEDY, "num_ctx": 8192, "num_predict": 1}
+    ollama.Client(host=server).generate("smol", "Hi", options=options)
+    runner = max(runner_pids(smol_store), key=resident_bytes)  # the loaded one, not the warm spare
+    before = resident_bytes(runner)
+    long_input = "word " * 3000
+    cut = HTTP.post(f"{server}/api/embed", json={"model": "smol", "input": long_input, "options": options})
+    assert cut.status_code == 200 and cut.json()["prompt_eval_count"] == 2048
+    # Its embedding context took 0.9 GB here; one of num_ctx (8192) tokens took 1.5 GB.
+    assert resident_bytes(runner) - before < 1200 << 20
+    refused = HTTP.post(f"{server}/api/embed", json={"model": "smol", "input": long_input, "truncate": False,
+                                                       "options": options})
+    assert (refused.status_code, refused.json()) == (400, {"error": "the input length exceeds the context length"})
+    fits = HTTP.post(f"{server}/api/embed", json={"model": "smol", "input": "word " * 2000, "truncate": False,
+                                                    "options": options})
+    assert fits.status_code == 200 and fits.json()["prompt_eval_count"] > 2000
+    assert runner_pids(smol_store).count(runner) == 1  # served by the runner that generates
+
+
 def test_embed_and_generate_are_served_by_one_loaded_model(server: str, smol_store: Path) -> None:
     client = ollama.Client(host=server)
     first = client.embed("smol", "why is the sky blue?").embeddings[0]
