@@ -57,6 +57,24 @@ def test_context_continues_a_conversation(server: str) -> None:
     assert follow.prompt_eval_count > len(first.context)
 
 
+def test_context_after_a_cut_answer_holds_its_last_token_and_continues_it(server: str) -> None:
+    # The last token sampled was sent, but left out of the context: a follow-up did not see it.
+    def generate(prompt: str, num_predict: int, context: list[int] | None = None) -> dict:
+        return HTTP.post(f"{server}/api/generate", json={
+            "model": "smol", "prompt": prompt, "template": "{{ .Prompt }}", "context": context or [], "stream": False,
+            "options": {**GREEDY, "num_predict": num_predict}}).json()
+
+    prompt_only = generate(COUNTING, 0)["context"]
+    for num_predict in (1, 3):
+        answer = generate(COUNTING, num_predict)
+        assert (answer["done_reason"], answer["eval_count"]) == ("length", num_predict)
+        assert answer["context"][:len(prompt_only)] == prompt_only
+        assert len(answer["context"]) == len(prompt_only) + num_predict
+    assert answer["response"] == " 9,"
+    follow = generate(" ", 2, answer["context"])
+    assert answer["response"] + " " + follow["response"] == generate(COUNTING, 6)["response"] == " 9, 10"
+
+
 def test_raw_prompt_and_no_context(server: str) -> None:
     raw = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
     response = HTTP.post(f"{server}/api/generate", json={
