@@ -57,6 +57,24 @@ def test_context_continues_a_conversation(server: str) -> None:
     assert follow.prompt_eval_count > len(first.context)
 
 
+def test_context_after_a_cut_answer_holds_its_last_token_and_continues_it(server: str) -> None:
+    # The last token sampled was sent, but left out of the context: a follow-up did not see it.
+    def generate(prompt: str, num_predict: int, context: list[int] | None = None) -> dict:
+        return HTTP.post(f"{server}/api/generate", json={
+            "model": "smol", "prompt": prompt, "template": "{{ .Prompt }}", "context": context or [], "stream": False,
+            "options": {**GREEDY, "num_predict": num_predict}}).json()
+
+    prompt_only = generate(COUNTING, 0)["context"]
+    for num_predict in (1, 3):
+        answer = generate(COUNTING, num_predict)
+        assert (answer["done_reason"], answer["eval_count"]) == ("length", num_predict)
+        assert answer["context"][:len(prompt_only)] == prompt_only
+        assert len(answer["context"]) == len(prompt_only) + num_predict
+    assert answer["response"] == " 9,"
+    follow = generate(" ", 2, answer["context"])
+    assert answer["response"] + " " + follow["response"] == generate(COUNTING, 6)["response"] == " 9, 10"
+
+
 def test_raw_prompt_and_no_context(server: str) -> None:
     raw = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
     response = HTTP.post(f"{server}/api/generate", json={
@@ -142,6 +160,18 @@ def test_num_ctx_option_reloads_with_that_context(server: str) -> None:
     assert HTTP.get(f"{server}/api/ps").json()["models"][0]["context_length"] == 1024
     ollama.Client(host=server).generate("smol", "Hi", options={**GREEDY, "num_predict": 2, "num_ctx": 100000})
     assert HTTP.get(f"{server}/api/ps").json()["models"][0]["context_length"] == 8192  # the model's own
+
+
+def test_the_smallest_num_batch_answers_as_the_default_does(server: str) -> None:
+    # A batch below three tokens once left no prompt chunk to decode: the request hung, its runner spinning.
+    quick = httpx.Client(timeout=60)
+    for prompt in ("Hi", "Hi there", QUESTION, COUNTING * 3):
+        body = {"model": "smol", "prompt": prompt, "stream": False, "options": {**GREEDY, "num_predict": 6}}
+        default = quick.post(f"{server}/api/generate", json=body).json()["response"]
+        for num_batch in (1, 2):
+            answer = quick.post(f"{server}/api/generate",
+                                json={**body, "options": {**body["options"], "num_batch": num_batch}}).json()
+            assert answer["response"] == default and answer["done_reason"] == "length", (prompt, num_batch)
 
 
 @pytest.mark.parametrize(("path", "body", "status", "message"), [
@@ -246,6 +276,29 @@ def test_embed_normalised_and_legacy_not(server: str) -> None:
     assert (too_long.status_code, too_long.json()) == (400, {"error": "the input length exceeds the context length"})
     truncated = HTTP.post(f"{server}/api/embed", json={"model": "smol", "input": "word " * 5000, "options": {"num_ctx": 512}})
     assert truncated.status_code == 200 and truncated.json()["prompt_eval_count"] <= 512
+
+
+def resident_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * 4096
+
+
+def test_embeddings_on_a_large_context_take_ollamas_2048_tokens(server: str, smol_store: Path) -> None:
+    options = {**GREEDY, "num_ctx": 8192, "num_predict": 1}
+    ollama.Client(host=server).generate("smol", "Hi", options=options)
+    runner = max(runner_pids(smol_store), key=resident_bytes)  # the loaded one, not the warm spare
+    before = resident_bytes(runner)
+    long_input = "word " * 3000
+    cut = HTTP.post(f"{server}/api/embed", json={"model": "smol", "input": long_input, "options": options})
+    assert cut.status_code == 200 and cut.json()["prompt_eval_count"] == 2048
+    # Its embedding context took 0.9 GB here; one of num_ctx (8192) tokens took 1.5 GB.
+    assert resident_bytes(runner) - before < 1200 << 20
+    refused = HTTP.post(f"{server}/api/embed", json={"model": "smol", "input": long_input, "truncate": False,
+                                                       "options": options})
+    assert (refused.status_code, refused.json()) == (400, {"error": "the input length exceeds the context length"})
+    fits = HTTP.post(f"{server}/api/embed", json={"model": "smol", "input": "word " * 2000, "truncate": False,
+                                                    "options": options})
+    assert fits.status_code == 200 and fits.json()["prompt_eval_count"] > 2000
+    assert runner_pids(smol_store).count(runner) == 1  # served by the runner that generates
 
 
 def test_embed_and_generate_are_served_by_one_loaded_model(server: str, smol_store: Path) -> None:

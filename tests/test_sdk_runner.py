@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 
 from corral import CompletionRequest, RuntimeFailure
 from corral.sdk.runner import RunnerClient, RunnerSpec, SpareRunners, open_pipe, start_runner
+from servers import processes_with
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
 
@@ -27,6 +31,22 @@ async def echo_runner(ready_timeout: float | None = None, **config: object) -> A
     async with open_pipe(process, name="echo") as transport, \
             RunnerClient.connect(transport, spec(**config), name="echo", ready_timeout=ready_timeout) as client:
         yield client
+
+
+def child_check(parent_pid: int, seen_parent: int | None = None) -> int:
+    """The exit code of a child that runs the orphan check told its parent is ``parent_pid``, seeing
+    ``seen_parent`` as its parent (its real one by default)."""
+    pretend = f"os.getppid = lambda: {seen_parent}; " if seen_parent is not None else ""
+    code = f"import os; {pretend}from corral.sdk.runner import die_with_parent; die_with_parent()"
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, "CORRAL_PARENT_PID": str(parent_pid)},
+                          timeout=60).returncode
+
+
+def test_a_child_of_pid_1_is_no_orphan_but_one_whose_parent_changed_is() -> None:
+    assert child_check(1, seen_parent=1) == 0  # the server is PID 1 in a container without an init
+    assert child_check(os.getpid()) == 0
+    assert child_check(4242, seen_parent=1) == 1  # the server died before the death signal was asked for
+    assert child_check(4242) == 1  # and the child went to a subreaper other than PID 1
 
 
 async def text_of(client: RunnerClient, prompt: str) -> tuple[str, str | None]:
@@ -86,6 +106,28 @@ async def test_a_runner_that_dies_fails_its_requests_with_the_reason() -> None:
             await client.wait()
         with pytest.raises(RuntimeFailure, match="has terminated: signal 9"):
             await client.tokenize("late")
+
+
+@pytest.mark.anyio
+async def test_refills_at_once_and_during_close_leave_no_process_behind() -> None:
+    marker = f"SPARE_TEST={uuid.uuid4().hex}"
+    spares = SpareRunners(["echo_engine"], env={**ENV, **dict([marker.split("=")])})
+    try:
+        async with anyio.create_task_group() as group:  # two loads that finish together
+            group.start_soon(spares.refill)
+            group.start_soon(spares.refill)
+        assert len(processes_with(b"corral.sdk.runner", marker)) == 1
+        await spares.aclose()
+        assert processes_with(b"corral.sdk.runner", marker) == []
+
+        spares = SpareRunners(["echo_engine"], env={**ENV, **dict([marker.split("=")])})
+        async with anyio.create_task_group() as group:  # a refill still starting its process when the server stops
+            group.start_soon(spares.refill)
+            group.start_soon(spares.aclose)
+        assert spares.spare is None and processes_with(b"corral.sdk.runner", marker) == []
+    finally:
+        for pid in processes_with(b"corral.sdk.runner", marker):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.anyio

@@ -22,7 +22,7 @@ import anyio.abc
 import attrs
 
 from corral import LoadSpec, ModelFacts, ModelFiles, RuntimeFailure
-from corral.sdk.runner import PeerGone, PipeTransport, RunnerClient, open_pipe
+from corral.sdk.runner import PeerGone, PipeTransport, RunnerClient, child_env, open_pipe
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,8 @@ class RayCluster:
         where = f"the Ray cluster (ray.address = {self.settings.address})"
         # A driver that lost the cluster's head leaves after this long (Ray's default: 60 s); the
         # next load then starts a bridge that joins the cluster again, or says it cannot.
-        env = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(int(self.settings.connect_timeout)), **os.environ}
+        env = child_env({"RAY_gcs_rpc_server_reconnect_timeout_s": str(int(self.settings.connect_timeout)),
+                         **os.environ})
         process = await anyio.open_process([sys.executable, "-m", BRIDGE_MODULE], stdin=-1, stdout=-1, stderr=-1,
                                            env=env)
         async with open_pipe(process, name="ray bridge") as transport:

@@ -2,8 +2,9 @@
 
 A model loaded to generate gets this context on its first embedding request (mean pooling, as
 for any generative model), so one runner serves both; an embedding model is loaded with it alone
-(its own pooling). Inputs are packed into batches of up to ``num_ctx`` tokens, as
-llama-cpp-python's ``Llama.embed`` does, so the vectors are the ones it gave.
+(its own pooling). The context holds at most ``EMBEDDING_BATCH`` tokens, as Ollama's embedding
+batch does, and inputs are packed into batches of up to that many, as llama-cpp-python's
+``Llama.embed`` does, so the vectors are the ones it gave.
 """
 
 from __future__ import annotations
@@ -17,13 +18,19 @@ from .cpu_share import Turns
 from .errors import RequestError
 from .model import Batch, Model
 
+EMBEDDING_BATCH = 2048
+"""Ollama's DefaultEmbeddingNumBatch: the longest input embedded (longer ones are cut or refused,
+as ``truncate`` asks). A model loaded with a large ``num_ctx`` to generate would otherwise get a
+second context of that size on its first embedding request."""
+
 
 class Embedder:
     def __init__(self, model: Model, *, num_ctx: int, threads: int, turns: Turns, pooling: int) -> None:
         self.model = model
         self.turns = turns
-        self.n_seq_max = min(num_ctx, llama.llama_max_parallel_sequences())
-        self.context = model.context(n_ctx=num_ctx, n_batch=num_ctx, n_ubatch=num_ctx, n_seq_max=self.n_seq_max,
+        size = min(num_ctx, EMBEDDING_BATCH)
+        self.n_seq_max = min(size, llama.llama_max_parallel_sequences())
+        self.context = model.context(n_ctx=size, n_batch=size, n_ubatch=size, n_seq_max=self.n_seq_max,
                                      threads=threads, embeddings=True, pooling=pooling, kv_unified=True)
         self.limit = llama.llama_n_batch(self.context)
         self.batch = Batch(self.limit)

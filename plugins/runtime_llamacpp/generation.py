@@ -33,6 +33,9 @@ from .sampling import Sampler, grammar_for
 
 PROMPT_CHUNK_WHILE_GENERATING = 128
 """Prompt tokens per step while other completions generate (each step delays their next token)."""
+SMALLEST_BATCH = 3
+"""A prompt chunk has at least two tokens and leaves none of one (see ``_decode``): a smaller batch
+could read no chunk at all."""
 
 
 class Slot:
@@ -93,7 +96,7 @@ class Completion:
             self.unsent = ""
             self.last_sent = now
 
-    def finish(self, out: Output, reason: str, *, at_stop_string: bool = False) -> None:
+    def finish(self, out: Output, reason: str, context: list[int], *, at_stop_string: bool = False) -> None:
         if not at_stop_string:
             self.unsent += self.text.flush()
         now = time.perf_counter_ns()
@@ -103,8 +106,7 @@ class Completion:
             "id": self.id, "done": True, "done_reason": reason,
             "prompt_tokens": len(self.prompt), "completion_tokens": self.sampled,
             "prompt_ns": first - self.started, "eval_ns": now - first, "cached_tokens": self.cached,
-            # What the answer continues from: the tokens in the cache (the last one sampled is not).
-            "context": list(self.slot.tokens) if self.sampled else self.prompt,
+            "context": context,
         })
 
 
@@ -115,7 +117,7 @@ class Generator:
         self.verbose = verbose
         self.turns = turns
         self.interval_ns = int(stream_interval_ms * 1_000_000)
-        num_batch = max(num_batch, num_parallel)  # room for one token of every sequence
+        num_batch = max(num_batch, num_parallel, SMALLEST_BATCH)  # and room for one token of every sequence
         self.context = model.context(n_ctx=num_ctx * num_parallel, n_batch=num_batch, n_ubatch=min(512, num_batch),
                                      n_seq_max=num_parallel, threads=threads)
         self.memory = llama.llama_get_memory(self.context)
@@ -248,8 +250,19 @@ class Generator:
             self._end(job, out, "length")
 
     def _end(self, job: Completion, out: Output, reason: str, *, at_stop_string: bool = False) -> None:
-        job.finish(out, reason, at_stop_string=at_stop_string)
+        job.finish(out, reason, self._context(job, last=not at_stop_string), at_stop_string=at_stop_string)
         self._release(job)
+
+    def _context(self, job: Completion, *, last: bool) -> list[int]:
+        """What a next request continues from: the prompt and the answer. The last token sampled
+        was sent but is not in the cache yet (it would be decoded in the next step); one that ends
+        the answer or holds a stop string (cut from the answer) is left out."""
+        if not job.sampled:
+            return job.prompt
+        context = list(job.slot.tokens)
+        if last and job.next_token is not None and not self.model.is_end(job.next_token):
+            context.append(job.next_token)
+        return context
 
     def _fail(self, job: Completion, out: Output, message: str) -> None:
         out.send({"id": job.id, "error": message, "status": 500})

@@ -38,6 +38,7 @@ class LlamaCppQuantizer:
 
         from corral import InvalidRequest, Progress, RuntimeFailure
         from corral.sdk.gguf import read_gguf
+        from corral.sdk.runner import child_env
 
         kind = type.upper()
         if kind not in FILE_TYPES:
@@ -54,7 +55,7 @@ class LlamaCppQuantizer:
         temporary = dst.parent / f".tmp-{uuid.uuid4().hex}.gguf"
         process = await anyio.open_process(
             [sys.executable, "-m", WORKER_MODULE, str(src), str(temporary), kind],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(),
         )
         errors: list[str] = []
         other: deque[str] = deque(maxlen=3)  # the last lines that were not ours, for an error message

@@ -61,7 +61,7 @@ class Runner:
         if self.generator is not None:
             return {"op": "ready", "n_ctx": self.generator.n_ctx, "slots": len(self.generator.slots)}
         assert self.embedder is not None
-        return {"op": "ready", "n_ctx": self.embedder.limit, "slots": 1}
+        return {"op": "ready", "n_ctx": self.num_ctx, "slots": 1}
 
     def handle(self, message: Mapping[str, Any], out: Output) -> bool:
         """Act on one request; return False to stop the runner (in-flight completions end as cancelled)."""

@@ -34,10 +34,10 @@ from .client import PeerGone, RunnerClient, Transport
 from .codec import decode, encode
 from .loop import Output, run, serve
 from .pipe import RUNNER_MODULE, PipeTransport, open_pipe, runner_command, start_runner
-from .process import die_with_parent, protocol_stream
+from .process import child_env, die_with_parent, protocol_stream
 from .spare import SpareRunners
 from .spec import RunnerSpec
 
 __all__ = ["RUNNER_MODULE", "Output", "PeerGone", "PipeTransport", "RunnerClient", "RunnerSpec", "SpareRunners", "Transport",
-           "decode", "die_with_parent", "encode", "open_pipe", "protocol_stream", "run", "runner_command", "serve",
+           "child_env", "decode", "die_with_parent", "encode", "open_pipe", "protocol_stream", "run", "runner_command", "serve",
            "start_runner"]

@@ -20,6 +20,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .client import PeerGone, task_group
 from .codec import decode, encode
+from .process import child_env
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def runner_command(preload: Sequence[str] = (), delay: float = 0.0) -> list[str]
 async def start_runner(preload: Sequence[str] = (), env: Mapping[str, str] | None = None,
                        delay: float = 0.0) -> anyio.abc.Process:
     return await anyio.open_process(runner_command(preload, delay), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=env)
+                                    stderr=subprocess.PIPE, env=child_env(env))
 
 
 @asynccontextmanager

@@ -24,6 +24,7 @@ class SpareRunners:
         self.enabled = enabled
         self.delay = delay
         self.spare: anyio.abc.Process | None = None
+        self.refilling = False
         self.closed = False
 
     async def take(self) -> tuple[anyio.abc.Process, bool]:
@@ -35,13 +36,28 @@ class SpareRunners:
         return await start_runner(self.preload, self.env), False
 
     async def refill(self) -> None:
-        if self.enabled and self.spare is None and not self.closed:
-            self.spare = await start_runner(self.preload, self.env, self.delay)
+        # Two loads that finish together both refill: the second must not start another process.
+        if not self.enabled or self.spare is not None or self.refilling or self.closed:
+            return
+        self.refilling = True
+        try:
+            spare = await start_runner(self.preload, self.env, self.delay)
+        finally:
+            self.refilling = False
+        if self.closed:
+            await _end(spare)
+        else:
+            self.spare = spare
 
     async def aclose(self) -> None:
         self.closed = True
         spare, self.spare = self.spare, None
-        if spare is not None and spare.returncode is None:
-            spare.kill()
-            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                await spare.wait()
+        if spare is not None:
+            await _end(spare)
+
+
+async def _end(process: anyio.abc.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            await process.wait()
