@@ -4,6 +4,7 @@ client at another address that keeps asking for the version while a fault runs."
 from __future__ import annotations
 
 import signal
+import os
 import subprocess
 import sys
 import threading
@@ -55,6 +56,11 @@ class Server:
 
     def peak_rss(self) -> int:
         return self._status("VmHWM")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (every thread, user and system)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:

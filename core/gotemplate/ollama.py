@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import gojson
@@ -422,29 +422,26 @@ def template_messages(messages: Iterable[Message]) -> Named:
     return Named(MESSAGE_SLICE, converted)
 
 
-def collate(messages: Iterable[MessageLike]) -> tuple[str, list[Message]]:
-    """Merge consecutive messages of one role (except tool results) and gather the system prompt.
+def collate(messages: Iterable[MessageLike], budget: Budget | None = None) -> tuple[str, list[Message]]:
+    """Merge consecutive messages of one role (except tool results) and gather the system prompt,
+    checking ``budget``'s time as it goes (a chat may hold hundreds of thousands of messages).
 
-    Returns the system messages joined by blank lines, and the merged messages.
+    Returns the system messages joined by blank lines, and the merged messages (each keeps the
+    fields other than content of the first message of its run, as Ollama's do).
     """
     system: list[str] = []
-    collated: list[Message] = []
-    for message in map(message_from, messages):
+    runs: list[tuple[Message, list[str]]] = []
+    for index, message in enumerate(map(message_from, messages)):
+        if budget is not None and index % 1024 == 0:
+            budget.check_time()
         if message.role == "system":
             system.append(message.content)
-        if collated and collated[-1].role == message.role and message.role != "tool":
-            last = collated[-1]
-            collated[-1] = Message(
-                role=last.role,
-                content=last.content + "\n\n" + message.content,
-                thinking=last.thinking,
-                images=last.images,
-                tool_calls=last.tool_calls,
-                tool_name=last.tool_name,
-                tool_call_id=last.tool_call_id,
-            )
+        if runs and runs[-1][0].role == message.role and message.role != "tool":
+            runs[-1][1].append(message.content)  # joined once below: merging one by one is quadratic
         else:
-            collated.append(message)
+            runs.append((message, [message.content]))
+    collated = [first if len(contents) == 1 else replace(first, content="\n\n".join(contents))
+                for first, contents in runs]
     return "\n\n".join(system), collated
 
 
@@ -507,7 +504,7 @@ class PromptTemplate:
         """The prompt for a request, byte for byte what Ollama's template.Execute writes, within
         ``budget`` (default limits if none is given)."""
         budget = budget or Budget()
-        system, messages = collate(values.messages)
+        system, messages = collate(values.messages, budget)
         thinking = {"Think": values.think, "ThinkLevel": values.think_level, "IsThinkSet": values.is_think_set}
         if values.prompt and values.suffix:
             data = {"Prompt": values.prompt, "Suffix": values.suffix, "Response": "", **thinking}
