@@ -4,10 +4,13 @@ connections usable; keys never reach the server's log."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,6 +190,26 @@ def test_refusals_leave_the_connection_usable(server: str) -> None:
         big = client.post(f"/api/blobs/{digest}", content=b"x" * (3 * 1024 * 1024), headers=bearer(INFERENCE_KEY))
         assert big.status_code == 403 and big.headers["connection"] == "close"
         assert client.get("/api/tags", headers=bearer(INFERENCE_KEY)).status_code == 200
+
+
+def test_a_body_sent_after_the_answer_began_leaves_the_connection_usable(server: str) -> None:
+    """GET /api/tags does not read its body. When the body comes after the headers (a slow client,
+    a busy machine), the answer used to end first and Hypercorn closed the kept-alive connection
+    under the client's next request."""
+    host, port = server.removeprefix("http://").split(":")
+    body = b"x" * 5000
+    head = (f"GET /api/tags HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {INFERENCE_KEY}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        time.sleep(0.5)  # the server has answered by now, or waits for the body
+        sock.sendall(body + head + body)
+        received = b""
+        with contextlib.suppress(TimeoutError):
+            sock.settimeout(5)
+            while received.count(b"HTTP/1.1 200") < 2 and (chunk := sock.recv(65536)):
+                received += chunk
+    assert received.count(b"HTTP/1.1 200") == 2, received[:300]
 
 
 def test_the_ollama_client_survives_many_refusals(server: str) -> None:

@@ -62,6 +62,8 @@ class _Body:
         self.complete = False
         self.refusal: tuple[int, str] | None = None
         self.started = False
+        self.ended = anyio.Event()
+        """Set once the body is read to its end (or refused)."""
 
 
 class RequestLimits:
@@ -96,18 +98,30 @@ class RequestLimits:
                 message = await receive()
             if waited.cancelled_caught:
                 body.refusal = (408, f"request body timed out: no data for {self.body_timeout:g}s (server.body_timeout)")
+                body.ended.set()
                 return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 body.received += len(message.get("body", b""))
                 body.complete = not message.get("more_body", False)
                 if limit is not None and body.received > limit:
                     body.refusal = self._too_large()
+                    body.ended.set()
                     return {"type": "http.disconnect"}  # the app stops; the refusal is sent below
+            if body.complete or message["type"] != "http.request":
+                body.ended.set()
             return message
 
         async def tracked_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 body.started = True
+            elif (limit is not None and declared != 0 and message["type"] == "http.response.body"
+                  and not message.get("more_body", False) and not body.ended.is_set()):
+                # Hypercorn closes a kept-alive connection whose request body has not all arrived
+                # when the answer ends, under the client's next request: the answer ends once the
+                # body has (Quart reads every body, whether the route wants it or not; a limited
+                # one only: an upload the store refused may be gigabytes still to come).
+                with anyio.move_on_after(self.body_timeout):
+                    await body.ended.wait()
             await send(message)
 
         await self.app(scope, limited_receive, tracked_send)
