@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corral.plugins.runtime_llamacpp.cpu_share import Turns, cores, runner_threads, turn_lock_path
+from corral.plugins.runtime_llamacpp.cpu_share import Turns, cores, runner_env, runner_threads, turn_lock_path
 from servers import running_server, runner_pids, store_with_smollm2
 
 HOLD = """
@@ -104,7 +104,21 @@ def test_two_models_generate_at_once_with_capped_threads_and_one_turn_lock(
             thread.join()
         assert together == alone and alone["smol"]
         holding = [pid for pid in runner_pids(smol_store) if turn_lock_path() in open_files(pid)]
+        # their idle OpenMP threads stop spinning soon after each turn (cpu_share.py)
+        environments = [Path(f"/proc/{pid}/environ").read_bytes() for pid in holding]
     assert len(holding) == 2  # both runners (not the warm spare) take turns on one lock
+    assert all(b"\0GOMP_SPINCOUNT=20000\0" in environment for environment in environments)
+
+
+def test_an_operator_s_openmp_settings_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert runner_env()["GOMP_SPINCOUNT"] == "20000"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5")
+    assert runner_env()["GOMP_SPINCOUNT"] == "5"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert "GOMP_SPINCOUNT" not in runner_env()
 
 
 def open_files(pid: int) -> set[str]:

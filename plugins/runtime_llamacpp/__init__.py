@@ -39,12 +39,10 @@ def register_settings() -> list[SettingSpec]:
 
 
 def spares_for(kernel: Any) -> Any:
-    from corral.sdk.runner import SpareRunners
-
-    from .runtime import PRELOAD
+    from .runtime import spare_runners
 
     if kernel not in _spares:
-        _spares[kernel] = SpareRunners(PRELOAD, enabled=kernel.settings.plugin["llamacpp.spare_runner"])
+        _spares[kernel] = spare_runners(enabled=kernel.settings.plugin["llamacpp.spare_runner"])
     return _spares[kernel]
 
 

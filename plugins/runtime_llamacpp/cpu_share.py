@@ -6,6 +6,11 @@ together on 2 cores reached 0.17 of one model's speed. So every runner uses at m
 threads as it has cores, and holds an exclusive lock on a file named after its core set (its CPU
 affinity) while it decodes: runners on the same cores take turns, step by step, each at full
 speed. ``flock`` locks die with their process, so a runner that crashes never blocks the others.
+
+The lock alone is not enough: llama.cpp's OpenMP threads keep spinning after a decode for
+GOMP_SPINCOUNT spins (300,000 by default, about as long as a whole decode step of a small model),
+on the cores the next runner's turn needs (two models at once: 0.65 of one model's speed). Runners
+start with 20,000 (about a millisecond; the barriers inside a decode still spin through): 1.0.
 """
 
 from __future__ import annotations
@@ -27,6 +32,18 @@ def runner_threads(requested: int = 0) -> int:
     cores only wait for each other)."""
     available = len(cores())
     return min(requested, available) if requested > 0 else available
+
+
+OPENMP_SPIN_COUNT = "20000"
+
+
+def runner_env() -> dict[str, str]:
+    """The environment of a runner process: this one's, with OpenMP's spinning bounded (unless the
+    operator set GOMP_SPINCOUNT or OMP_WAIT_POLICY)."""
+    env = dict(os.environ)
+    if "GOMP_SPINCOUNT" not in env and "OMP_WAIT_POLICY" not in env:
+        env["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
+    return env
 
 
 def turn_lock_path() -> str:

@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from corral import LoadSpec, ModelFacts, ModelFiles, RuntimeFailure
 from corral.sdk.runner import RunnerClient, RunnerSpec, SpareRunners, open_pipe
 
+from .cpu_share import runner_env
 from .facts import describe, local_path
 
 log = logging.getLogger(__name__)
@@ -21,12 +22,17 @@ ENGINE = "corral.plugins.runtime_llamacpp.runner:Runner"
 PRELOAD = ("llama_cpp", "corral.plugins.runtime_llamacpp.runner")
 
 
+def spare_runners(*, enabled: bool = True) -> SpareRunners:
+    """Runner processes for this runtime: llama.cpp imported ahead, OpenMP's spinning bounded."""
+    return SpareRunners(PRELOAD, runner_env(), enabled=enabled)
+
+
 class LlamaCppRuntime:
     def __init__(self, *, debug: int = 0, stream_interval_ms: float = 0.0,
                  spares: SpareRunners | None = None) -> None:
         self.debug = debug
         self.stream_interval_ms = stream_interval_ms
-        self.spares = spares or SpareRunners(PRELOAD)
+        self.spares = spares or spare_runners()
 
     async def describe(self, files: ModelFiles) -> ModelFacts:
         return await describe(files)
