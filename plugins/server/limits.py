@@ -62,6 +62,8 @@ class _Body:
         self.complete = False
         self.refusal: tuple[int, str] | None = None
         self.started = False
+        self.reading = False
+        """Whether the app has asked for the body (a middleware that answers alone never does)."""
         self.ended = anyio.Event()
         """Set once the body is read to its end (or refused)."""
 
@@ -92,6 +94,7 @@ class RequestLimits:
         body = _Body()
 
         async def limited_receive() -> dict[str, Any]:
+            body.reading = True
             if body.complete or body.refusal:  # nothing more to time: only a disconnect comes now
                 return await receive()
             with anyio.move_on_after(self.body_timeout) as waited:
@@ -114,12 +117,13 @@ class RequestLimits:
         async def tracked_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 body.started = True
-            elif (limit is not None and declared != 0 and message["type"] == "http.response.body"
+            elif (limit is not None and body.reading and message["type"] == "http.response.body"
                   and not message.get("more_body", False) and not body.ended.is_set()):
                 # Hypercorn closes a kept-alive connection whose request body has not all arrived
                 # when the answer ends, under the client's next request: the answer ends once the
-                # body has (Quart reads every body, whether the route wants it or not; a limited
-                # one only: an upload the store refused may be gigabytes still to come).
+                # body has, when the app reads it (Quart always does; a middleware that answers
+                # alone never asks, and nothing else would read it) and the route is limited (an
+                # upload the store refused may be gigabytes still to come).
                 with anyio.move_on_after(self.body_timeout):
                     await body.ended.wait()
             await send(message)
