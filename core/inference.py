@@ -12,6 +12,7 @@ from contextlib import aclosing
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import anyio
 import attrs
 
 from . import options as option_rules
@@ -333,15 +334,7 @@ class Inference:
                 return Embeddings(vectors=[], prompt_tokens=0, metrics=Metrics(load_ns=lease.load_duration_ns))
             vectors, tokens = await lease.model.embed(list(request.inputs), truncate=request.truncate)
             usage.prompt_tokens += tokens
-        result = []
-        for vector in vectors:
-            if any(not math.isfinite(value) for value in vector):
-                raise RuntimeFailure("embedding contains NaN or Inf values")
-            if request.normalize:
-                if request.dimensions and 0 < request.dimensions < len(vector):
-                    vector = vector[: request.dimensions]
-                vector = _normalized(vector)
-            result.append(vector)
+        result = await anyio.to_thread.run_sync(_finished, vectors, request)  # a million numbers, maybe
         return Embeddings(vectors=result, prompt_tokens=tokens, metrics=Metrics(
             total_ns=time.perf_counter_ns() - started, load_ns=lease.load_duration_ns, prompt_tokens=tokens))
 
@@ -358,6 +351,20 @@ def _model_template(layer: str | None, jinja: str | None,
     if jinja:
         return ChatTemplate(jinja), {}
     return DEFAULT_TEMPLATE, {}
+
+
+def _finished(vectors: list[list[float]], request: EmbedRequest) -> list[list[float]]:
+    """The vectors checked, cut to ``dimensions`` and normalized as the request asks."""
+    result = []
+    for vector in vectors:
+        if any(not math.isfinite(value) for value in vector):
+            raise RuntimeFailure("embedding contains NaN or Inf values")
+        if request.normalize:
+            if request.dimensions and 0 < request.dimensions < len(vector):
+                vector = vector[: request.dimensions]
+            vector = _normalized(vector)
+        result.append(vector)
+    return result
 
 
 def _normalized(vector: list[float]) -> list[float]:

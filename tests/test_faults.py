@@ -192,6 +192,22 @@ def test_a_body_of_millions_of_tiny_values(server: Server) -> None:
     assert server.peak_rss() - before < 1024 * 2**20
 
 
+def test_large_embedding_answers_leave_the_server_responsive(server: Server) -> None:
+    """1,000 inputs give 576,000 numbers: decoding them from the runner, normalizing them and
+    encoding the answer held the event loop for seconds (a LangChain batch of documents did)."""
+    url = server.url
+    inputs = ["a"] * 1000  # one token each: the model's work stays small, the answer is not
+    with version_answers_within_a_second(url):
+        response = HTTP.post(f"{url}/api/embed", json={"model": "smol", "input": inputs})
+        assert response.status_code == 200, response.text
+        vectors = response.json()["embeddings"]
+        assert len(vectors) == 1000 and len(vectors[0]) == 576
+        assert abs(sum(value * value for value in vectors[0]) - 1) < 1e-6
+        response = HTTP.post(f"{url}/v1/embeddings", json={"model": "smol", "input": inputs})
+        assert response.status_code == 200, response.text
+        assert [item["index"] for item in response.json()["data"]] == list(range(1000))
+
+
 def read_to_close(sock: socket.socket) -> bytes:
     """All a server sends before it closes the connection (headers and body may come apart)."""
     received = b""

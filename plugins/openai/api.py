@@ -18,7 +18,8 @@ from quart import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from corral import CorralError, InvalidName, ModelNotFound, Reply, parse_reference
-from corral.sdk.http import INFERENCE, access, checked_model_name, kernel, openai_error, read_request, sse_stream
+from corral.sdk.http import (INFERENCE, access, checked_model_name, kernel, large_json_response, openai_error,
+                             read_request, sse_stream)
 from corral.sdk.http import openai_json_response as json_response
 
 from . import responses
@@ -139,7 +140,8 @@ async def embeddings() -> Response:
         result = await kernel().inference.embed(embed)
     except ModelNotFound:
         raise ModelNotFound(model, f"model '{model}' not found") from None
-    return json_response(responses.embedding_list(model, result.vectors, result.prompt_tokens, encoding))
+    return await large_json_response(
+        lambda: responses.embedding_list(model, result.vectors, result.prompt_tokens, encoding), json_response)
 
 
 def _owner(name: str) -> str:

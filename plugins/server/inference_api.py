@@ -23,6 +23,7 @@ from corral.sdk.http import (
     go_json_string,
     json_response,
     kernel,
+    large_json_response,
     ndjson_lines,
     now_utc,
     parse_keep_alive_value,
@@ -220,9 +221,9 @@ async def embed() -> Response:
         result = await inference().embed(request)
     except ModelNotFound:
         raise _not_found(model) from None
-    return json_response({"model": model, "embeddings": result.vectors,
-                          "total_duration": result.metrics.total_ns, "load_duration": result.metrics.load_ns,
-                          "prompt_eval_count": result.prompt_tokens})
+    return await large_json_response(lambda: {
+        "model": model, "embeddings": result.vectors, "total_duration": result.metrics.total_ns,
+        "load_duration": result.metrics.load_ns, "prompt_eval_count": result.prompt_tokens})
 
 
 def _embed_request(body: dict[str, Any]) -> EmbedRequest:

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 RUNNER_MODULE = "corral.sdk.runner"
 MAX_LINE = 512 * 1024 * 1024
+DECODED_INLINE_BYTES = 1024 * 1024
+"""A longer message (embeddings, mostly) is decoded in a worker thread, not on the event loop."""
 SHUTDOWN_SECONDS = 5.0
 
 
@@ -74,9 +76,10 @@ class PipeTransport:
 
     async def receive(self) -> dict[str, Any]:
         try:
-            return decode(await self.stdout.receive_until(b"\n", MAX_LINE))
+            line = await self.stdout.receive_until(b"\n", MAX_LINE)
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError):
             raise PeerGone(await self._exit_reason()) from None
+        return decode(line) if len(line) <= DECODED_INLINE_BYTES else await anyio.to_thread.run_sync(decode, line)
 
     async def close(self) -> None:
         if self.process.returncode is None:
