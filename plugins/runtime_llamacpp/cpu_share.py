@@ -10,7 +10,8 @@ speed. ``flock`` locks die with their process, so a runner that crashes never bl
 The lock alone is not enough: llama.cpp's OpenMP threads keep spinning after a decode for
 GOMP_SPINCOUNT spins (300,000 by default, about as long as a whole decode step of a small model),
 on the cores the next runner's turn needs (two models at once: 0.65 of one model's speed). Runners
-start with 20,000 (about a millisecond; the barriers inside a decode still spin through): 1.0.
+start with 20,000 (about a millisecond; the barriers inside a decode still spin through), and two
+models at once then decode as fast as one alone (docs/performance.md).
 """
 
 from __future__ import annotations
