@@ -212,15 +212,21 @@ def test_context_continues_and_long_prompts_keep_their_start_and_end(smollm2_ggu
         engine.close()
 
 
+def embed(engine: Any, message: dict[str, Any], out: Collect | None = None) -> Collect:
+    out = out or Collect()
+    engine.handle({"op": "embed", **message}, out)
+    while engine.active:
+        engine.step_all(out)
+    return out
+
+
 def test_embeddings_on_a_model_loaded_to_generate(engine: Any, smollm2_gguf: Path, alone: Any) -> None:
-    out = Collect()
-    engine.handle({"op": "embed", "id": "e", "inputs": ["why is the sky blue?", "hello"]}, out)
+    out = embed(engine, {"id": "e", "inputs": ["why is the sky blue?", "hello"]})
     reply = out.messages[-1]
     assert len(reply["embeddings"]) == 2 and len(reply["embeddings"][0]) == 576 and reply["tokens"] > 2
     embedder = new_engine(smollm2_gguf, embedding=True, pooling="mean")  # as an embedding-only load gives them
     try:
-        alone_out = Collect()
-        embedder.handle({"op": "embed", "id": "e", "inputs": ["why is the sky blue?", "hello"]}, alone_out)
+        alone_out = embed(embedder, {"id": "e", "inputs": ["why is the sky blue?", "hello"]})
         for mine, theirs in zip(reply["embeddings"], alone_out.messages[-1]["embeddings"]):
             assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for a, b in zip(mine, theirs))
     finally:
@@ -228,6 +234,24 @@ def test_embeddings_on_a_model_loaded_to_generate(engine: Any, smollm2_gguf: Pat
     # Generation goes on as before, and an embedding request between two steps does not disturb it.
     run(engine, {"paris": {"prompt": PROMPTS["paris"], "options": GREEDY}}, out)
     assert out.text("paris") == alone(PROMPTS["paris"])[0]
-    too_long = Collect()
-    engine.handle({"op": "embed", "id": "x", "inputs": ["word " * 3000], "truncate": False}, too_long)
+    too_long = embed(engine, {"id": "x", "inputs": ["word " * 3000], "truncate": False})
     assert too_long.messages == [{"id": "x", "error": "the input length exceeds the context length", "status": 400}]
+
+
+def test_a_large_embedding_request_runs_between_the_steps_of_a_stream(engine: Any, alone: Any) -> None:
+    """1,200 inputs are embedded a batch per step while a completion generates: the stream goes on
+    (it used to wait for every input), and both give what they give alone."""
+    inputs = [f"note {index}" for index in range(1200)]
+    out = Collect()
+    engine.handle({"op": "complete", "id": "paris", "prompt": PROMPTS["paris"], "options": GREEDY}, out)
+    engine.handle({"op": "embed", "id": "e", "inputs": inputs}, out)
+    while engine.active:
+        engine.step_all(out)
+    reply = next(index for index, m in enumerate(out.messages) if m["id"] == "e")
+    assert sum("text" in m for m in out.messages[:reply] if m["id"] == "paris") >= 5  # it went on meanwhile
+    assert out.text("paris") == alone(PROMPTS["paris"])[0]
+    vectors = out.messages[reply]["embeddings"]
+    assert len(vectors) == 1200
+    at_once = embed(engine, {"id": "again", "inputs": inputs[:1] + inputs[-1:]}).messages[-1]["embeddings"]
+    for mine, theirs in zip((vectors[0], vectors[-1]), at_once):
+        assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for a, b in zip(mine, theirs))

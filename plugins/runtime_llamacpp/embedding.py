@@ -4,12 +4,16 @@ A model loaded to generate gets this context on its first embedding request (mea
 for any generative model), so one runner serves both; an embedding model is loaded with it alone
 (its own pooling). The context holds at most ``EMBEDDING_BATCH`` tokens, as Ollama's embedding
 batch does, and inputs are packed into batches of up to that many, as llama-cpp-python's
-``Llama.embed`` does, so the vectors are the ones it gave.
+``Llama.embed`` does, so the vectors are the ones it gave. A request is an ``EmbeddingJob``: the
+runner embeds one batch of it per step, between the steps of the completions in progress, so a
+request of thousands of inputs does not stop the streams.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp as llama
@@ -24,6 +28,19 @@ as ``truncate`` asks). A model loaded with a large ``num_ctx`` to generate would
 second context of that size on its first embedding request."""
 
 
+@dataclass
+class EmbeddingJob:
+    """One embedding request: the tokens of its inputs still to embed, and the vectors so far."""
+
+    id: Any
+    pending: deque[list[int]]
+    tokens: int
+    vectors: list[list[float]] = field(default_factory=list)
+
+    def reply(self) -> dict[str, Any]:
+        return {"id": self.id, "embeddings": self.vectors, "tokens": self.tokens}
+
+
 class Embedder:
     def __init__(self, model: Model, *, num_ctx: int, threads: int, turns: Turns, pooling: int) -> None:
         self.model = model
@@ -35,24 +52,24 @@ class Embedder:
         self.limit = llama.llama_n_batch(self.context)
         self.batch = Batch(self.limit)
 
-    def embed(self, inputs: Sequence[str], truncate: bool) -> dict[str, Any]:
-        """Vectors (not normalised) and the number of tokens they took."""
+    def start(self, request_id: Any, inputs: Sequence[str], truncate: bool) -> EmbeddingJob:
+        """A job for these inputs (RequestError at once for an input ``truncate`` may not cut)."""
         token_lists = []
         for text in inputs:
             tokens = self.model.tokenize(text, add_special=True)
             if len(tokens) > self.limit and not truncate:
                 raise RequestError("the input length exceeds the context length")
             token_lists.append(tokens[:self.limit])
-        vectors: list[list[float]] = []
-        group: list[list[int]] = []
-        for tokens in token_lists:
-            if group and (sum(map(len, group)) + len(tokens) > self.limit or len(group) >= self.n_seq_max):
-                vectors += self._run(group)
-                group = []
-            group.append(tokens)
-        if group:
-            vectors += self._run(group)
-        return {"embeddings": vectors, "tokens": sum(map(len, token_lists))}
+        return EmbeddingJob(request_id, deque(token_lists), sum(map(len, token_lists)))
+
+    def step(self, job: EmbeddingJob, budget: int) -> None:
+        """Embed the job's next inputs in one batch of at most ``budget`` tokens (or one input)."""
+        group = [job.pending.popleft()]
+        size = len(group[0])
+        while job.pending and size + len(job.pending[0]) <= budget and len(group) < self.n_seq_max:
+            size += len(job.pending[0])
+            group.append(job.pending.popleft())
+        job.vectors += self._run(group)
 
     def _run(self, group: list[list[int]]) -> list[list[float]]:
         self.batch.clear()

@@ -3,12 +3,14 @@
 It runs inside a runner (``corral.sdk.runner``), which calls it from one thread only: this OpenMP
 build slows down for good once calls come from several threads. The runner calls ``handle`` for
 each request as it arrives and ``step_all`` while ``active``, between requests; each step advances
-every completion at once (generation.py). docs/runner.md tells the whole story.
+every completion at once (generation.py), then runs one batch of the oldest embedding request
+(embedding.py). docs/runner.md tells the whole story.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,10 +19,15 @@ import llama_cpp as llama
 from corral.sdk.runner import Output
 
 from .cpu_share import Turns, runner_threads, turn_lock_path
-from .embedding import Embedder
+from .embedding import Embedder, EmbeddingJob
 from .errors import RequestError
 from .generation import Generator
 from .model import Model
+
+
+EMBEDDING_TOKENS_WHILE_GENERATING = 256
+"""Input tokens embedded per step while completions generate (each step delays their next token);
+2048 (Ollama's embedding batch) otherwise."""
 
 
 class Runner:
@@ -37,6 +44,7 @@ class Runner:
             self.turns = Turns(None)
         self.generator: Generator | None = None
         self.embedder: Embedder | None = None
+        self.embeddings: deque[EmbeddingJob] = deque()
         try:
             if config.get("embedding"):  # an embedding model: that is all it does
                 pooling = llama.LLAMA_POOLING_TYPE_MEAN if config.get("pooling") == "mean" \
@@ -54,8 +62,8 @@ class Runner:
 
     @property
     def active(self) -> bool:
-        """True while completions are in progress (call ``step_all``)."""
-        return bool(self.generator and self.generator.jobs)
+        """True while completions or embedding requests are in progress (call ``step_all``)."""
+        return bool(self.generator and self.generator.jobs) or bool(self.embeddings)
 
     def ready(self) -> dict[str, Any]:
         if self.generator is not None:
@@ -80,16 +88,14 @@ class Runner:
                     raise RequestError("this model does not support generate")
                 self.generator.start(message, out)
             elif op == "embed":
-                out.send({"id": message["id"], **self._embeddings().embed(message["inputs"],
-                                                                           message.get("truncate", True))})
+                self.embeddings.append(self._embeddings().start(message["id"], message["inputs"],
+                                                                message.get("truncate", True)))
             elif op == "tokenize":
                 out.send({"id": message["id"], "tokens": self.model.tokenize(message["text"], add_special=True)})
             else:
                 raise RequestError(f"unknown op {op!r}")
-        except RequestError as error:
-            out.send({"id": message.get("id"), "error": str(error), "status": error.status})
         except Exception as error:  # a bad request must not end the runner
-            out.send({"id": message.get("id"), "error": f"{type(error).__name__}: {error}", "status": 500})
+            _send_error(out, message.get("id"), error)
         return True
 
     def _embeddings(self) -> Embedder:
@@ -99,9 +105,24 @@ class Runner:
         return self.embedder
 
     def step_all(self, out: Output) -> None:
-        """One decode step of every completion in progress."""
+        """One decode step of every completion in progress, and one batch of the oldest embedding
+        request."""
         if self.generator is not None:
             self.generator.step(out)
+        if self.embeddings:
+            job = self.embeddings[0]
+            embedder = self._embeddings()
+            try:
+                if job.pending:
+                    generating = self.generator is not None and self.generator.jobs
+                    embedder.step(job, EMBEDDING_TOKENS_WHILE_GENERATING if generating else embedder.limit)
+            except Exception as error:
+                self.embeddings.popleft()
+                _send_error(out, job.id, error)
+                return
+            if not job.pending:
+                self.embeddings.popleft()
+                out.send(job.reply())
 
     def close(self) -> None:
         for part in (self.generator, self.embedder):
@@ -110,3 +131,10 @@ class Runner:
         self.generator = self.embedder = None
         self.model.close()
         self.turns.close()
+
+
+def _send_error(out: Output, request_id: Any, error: Exception) -> None:
+    if isinstance(error, RequestError):
+        out.send({"id": request_id, "error": str(error), "status": error.status})
+    else:
+        out.send({"id": request_id, "error": f"{type(error).__name__}: {error}", "status": 500})
