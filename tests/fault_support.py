@@ -3,8 +3,8 @@ client at another address that keeps asking for the version while a fault runs."
 
 from __future__ import annotations
 
-import signal
 import os
+import signal
 import subprocess
 import sys
 import threading

@@ -74,10 +74,7 @@ def alone(smollm2_gguf: Path) -> Iterator[Any]:
         key = json.dumps([prompt, options, format_])
         if key not in answers:
             engine.generator.slots[0].tokens.clear()  # forget the cache: no prefix is reused
-            out = Collect()
-            engine.handle({"op": "complete", "id": 1, "prompt": prompt, "options": options, "format": format_}, out)
-            while engine.active:
-                engine.step_all(out)
+            out = drive(engine, [{"op": "complete", "id": 1, "prompt": prompt, "options": options, "format": format_}])
             answers[key] = (out.text(1), out.done(1))
         return answers[key]
 
@@ -85,13 +82,19 @@ def alone(smollm2_gguf: Path) -> Iterator[Any]:
     engine.close()
 
 
-def run(engine: Any, requests: dict[Any, dict[str, Any]], out: Collect | None = None) -> Collect:
+def drive(engine: Any, messages: list[dict[str, Any]], out: Collect | None = None) -> Collect:
+    """Hand the engine ``messages``, then step it until it has nothing left to do."""
     out = out or Collect()
-    for request_id, request in requests.items():
-        engine.handle({"op": "complete", "id": request_id, **request}, out)
+    for message in messages:
+        engine.handle(message, out)
     while engine.active:
         engine.step_all(out)
     return out
+
+
+def run(engine: Any, requests: dict[Any, dict[str, Any]], out: Collect | None = None) -> Collect:
+    return drive(engine, [{"op": "complete", "id": request_id, **request} for request_id, request in requests.items()],
+                 out)
 
 
 def test_four_streams_in_one_batch_give_the_single_stream_answers(engine: Any, alone: Any) -> None:
@@ -212,12 +215,8 @@ def test_context_continues_and_long_prompts_keep_their_start_and_end(smollm2_ggu
         engine.close()
 
 
-def embed(engine: Any, message: dict[str, Any], out: Collect | None = None) -> Collect:
-    out = out or Collect()
-    engine.handle({"op": "embed", **message}, out)
-    while engine.active:
-        engine.step_all(out)
-    return out
+def embed(engine: Any, message: dict[str, Any]) -> Collect:
+    return drive(engine, [{"op": "embed", **message}])
 
 
 def test_embeddings_on_a_model_loaded_to_generate(engine: Any, smollm2_gguf: Path, alone: Any) -> None:
@@ -242,11 +241,8 @@ def test_a_large_embedding_request_runs_between_the_steps_of_a_stream(engine: An
     """1,200 inputs are embedded a batch per step while a completion generates: the stream goes on
     (it used to wait for every input), and both give what they give alone."""
     inputs = [f"note {index}" for index in range(1200)]
-    out = Collect()
-    engine.handle({"op": "complete", "id": "paris", "prompt": PROMPTS["paris"], "options": GREEDY}, out)
-    engine.handle({"op": "embed", "id": "e", "inputs": inputs}, out)
-    while engine.active:
-        engine.step_all(out)
+    out = drive(engine, [{"op": "complete", "id": "paris", "prompt": PROMPTS["paris"], "options": GREEDY},
+                         {"op": "embed", "id": "e", "inputs": inputs}])
     reply = next(index for index, m in enumerate(out.messages) if m["id"] == "e")
     assert sum("text" in m for m in out.messages[:reply] if m["id"] == "paris") >= 5  # it went on meanwhile
     assert out.text("paris") == alone(PROMPTS["paris"])[0]
