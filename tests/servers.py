@@ -85,13 +85,14 @@ def runner_pids(store: Path) -> list[int]:
 
 
 def store_with_smollm2(root: Path, gguf: Path, name: tuple[str, str, str, str] = ("registry.ollama.ai", "library", "smol", "latest"),
-                       *, template: str = SMOL_TEMPLATE, system: str | None = "You are a helpful assistant.") -> Path:
+                       *, template: str = SMOL_TEMPLATE, system: str | None = "You are a helpful assistant.",
+                       params: dict[str, Any] = SMOL_PARAMS) -> Path:
     """An Ollama store holding the real SmolLM2 model, as `ollama create` would leave it."""
     import hashlib
 
     digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
     link_or_copy(gguf, root / "blobs" / f"sha256-{digest}")
-    ollama_model(root, name, gguf.read_bytes(), template=template, params=SMOL_PARAMS,
+    ollama_model(root, name, gguf.read_bytes(), template=template, params=params,
                  system=system, model_type="134.52M", file_type="Q4_1")
     return root
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from ollama_store import ollama_model
-from servers import SMOL_TEMPLATE, free_port, running_server, store_with_smollm2
+from servers import SMOL_PARAMS, SMOL_TEMPLATE, free_port, running_server, store_with_smollm2
 from support import REPO, clean_environ
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def ui_env(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> dict[str, str]:
     root = tmp_path_factory.mktemp("webui")
-    store = store_with_smollm2(root / "models", smollm2_gguf)
+    # SmolLM2 rambles to the end of its context on one "What is two plus two?" in five (4,059
+    # tokens, over two minutes on a loaded CI machine); 400 tokens still leave Stop time to act.
+    store = store_with_smollm2(root / "models", smollm2_gguf, params={**SMOL_PARAMS, "num_predict": 400})
     return {**clean_environ(root / "home"), "OLLAMA_MODELS": str(store)}
 
 
