@@ -324,6 +324,7 @@ class Inference:
         prepared = await self.prepare(request.model)
         usage = current_usage()
         usage.model = prepared.info.name
+        _check_embed_size(len(request.inputs), prepared.facts.embedding_length, self.kernel.settings.max_embed_values)
         options = self._options(prepared, request.options)
         # A model that generates answers embeddings from the runner it generates with (no reload
         # between the two); only an embedding model is loaded for embeddings alone.
@@ -351,6 +352,15 @@ def _model_template(layer: str | None, jinja: str | None,
     if jinja:
         return ChatTemplate(jinja), {}
     return DEFAULT_TEMPLATE, {}
+
+
+def _check_embed_size(inputs: int, width: int | None, limit: int) -> None:
+    """Refuse, before any work, an answer of more numbers than ``server.max_embed_values``: a body
+    of a million one-word inputs is only megabytes, its vectors are gigabytes."""
+    if inputs * (width or 1) > limit:
+        fits = max(limit // (width or 1), 1)
+        raise InvalidRequest(f"too many inputs: {inputs} inputs of {width or 1} numbers each exceed "
+                             f"server.max_embed_values ({limit}); send at most {fits} per request")
 
 
 def _finished(vectors: list[list[float]], request: EmbedRequest) -> list[list[float]]:

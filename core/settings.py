@@ -379,6 +379,8 @@ CORE_SETTINGS: tuple[CoreSetting, ...] = (
                 help="loop iterations and template calls one render may make"),
     CoreSetting(key="server.template_max_output", env=None, default=32 * 1024 * 1024, converter=parse_count(1),
                 help="characters one render may write or build"),
+    CoreSetting(key="server.max_embed_values", env=None, default=8 * 1024 * 1024, converter=parse_count(1),
+                help="numbers one embedding answer may hold (inputs times the model's embedding length)"),
     CoreSetting(key="server.store", env="CORRAL_STORE", default="fs", converter=parse_string,
                 help="the storage backend (a name from register_stores)"),
     CoreSetting(key="server.api_keys", env="CORRAL_API_KEYS", default=(), converter=parse_keys, secret=True,
@@ -431,6 +433,7 @@ class Settings:
     template_timeout: float
     template_max_iterations: int
     template_max_output: int
+    max_embed_values: int
     store: str
     enable: tuple[str, ...]
     disable: tuple[str, ...]
@@ -540,6 +543,7 @@ class Settings:
             template_timeout=values["server.template_timeout"],
             template_max_iterations=values["server.template_max_iterations"],
             template_max_output=values["server.template_max_output"],
+            max_embed_values=values["server.max_embed_values"],
             store=values["server.store"],
             enable=values["plugins.enable"],
             disable=values["plugins.disable"],

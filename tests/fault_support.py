@@ -21,6 +21,12 @@ PROBE_ADDRESS = "127.0.0.2"  # another client: per-client connection caps do not
 SLOW_ANSWER = 1.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used so far (every thread, user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """``corral serve`` in a process of its own, which a test may kill with any signal."""
 
@@ -59,8 +65,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time the server process has used so far (every thread, user and system)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:

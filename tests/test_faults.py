@@ -26,7 +26,7 @@ import httpx
 import ollama
 import pytest
 
-from fault_support import PROBE_ADDRESS, Server, serving, version_answers_within_a_second
+from fault_support import PROBE_ADDRESS, Server, cpu_seconds, serving, version_answers_within_a_second
 from servers import runner_pids, store_with_smollm2
 from tiny_llama import write_tiny_llama
 
@@ -57,7 +57,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Path:
 def server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the faults that need no settings of their own."""
     home = tmp_path_factory.mktemp("home")
-    settings = config(home, body_timeout=3, max_client_connections=100)
+    settings = config(home, body_timeout=3, max_client_connections=100, max_embed_values=1_000_000)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OLLAMA_", "CORRAL_"))}
     env.update(HOME=str(home), OLLAMA_MODELS=str(store), OLLAMA_NUM_PARALLEL="1", CORRAL_CONFIG=settings)
     with serving(env) as running:
@@ -206,6 +206,49 @@ def test_large_embedding_answers_leave_the_server_responsive(server: Server) -> 
         response = HTTP.post(f"{url}/v1/embeddings", json={"model": "smol", "input": inputs})
         assert response.status_code == 200, response.text
         assert [item["index"] for item in response.json()["data"]] == list(range(1000))
+
+
+def test_an_embedding_answer_beyond_max_embed_values_is_refused_before_any_work(server: Server) -> None:
+    """2,000 one-word inputs are 8 KB of JSON and 1,152,000 numbers: more than the server's
+    ``max_embed_values`` (1,000,000 here). A million such inputs would be gigabytes of vectors."""
+    url = server.url
+    inputs = ["a"] * 2000
+    with version_answers_within_a_second(url):
+        response = HTTP.post(f"{url}/api/embed", json={"model": "smol", "input": inputs})
+        assert response.status_code == 400
+        assert response.json() == {"error": "too many inputs: 2000 inputs of 576 numbers each exceed "
+                                            "server.max_embed_values (1000000); send at most 1736 per request"}
+        response = HTTP.post(f"{url}/v1/embeddings", json={"model": "smol", "input": inputs})
+        assert response.status_code == 400
+        assert "server.max_embed_values" in response.json()["error"]["message"]
+        assert HTTP.post(f"{url}/api/embed", json={"model": "smol", "input": inputs[:1736]}).status_code == 200
+
+
+def runner_cpu_seconds(store: Path) -> float:
+    total = 0.0
+    for pid in runner_pids(store):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
+def test_an_abandoned_embedding_request_stops_in_the_runner(server: Server, store: Path) -> None:
+    """1,500 inputs of 60 words are minutes of work; the client gives up after two seconds. The
+    runner used to embed every input for nobody; it goes idle after the step under way (a batch of
+    256 tokens, under a second here)."""
+    url = server.url
+    inputs = [f"document {number}: " + "the quick brown fox jumps over the lazy dog " * 6 for number in range(1500)]
+    HTTP.post(f"{url}/api/embed", json={"model": "smol", "input": "warm"}).raise_for_status()
+    with version_answers_within_a_second(url):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/api/embed", json={"model": "smol", "input": inputs}, timeout=2)
+        time.sleep(3)
+        before = runner_cpu_seconds(store)
+        time.sleep(2)
+        busy = runner_cpu_seconds(store) - before
+    assert busy < 0.5, f"the runners used {busy:.1f} s of CPU in 2 s after the client left"
+    answer = ollama.Client(host=url, timeout=300).generate("smol", "What is the capital of France?", options=GREEDY)
+    assert "Paris" in answer.response
 
 
 def read_to_close(sock: socket.socket) -> bytes:

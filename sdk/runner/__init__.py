@@ -11,7 +11,8 @@ the runner answers ``{"op": "ready", "n_ctx": int, "slots": int, ...}`` once the
 (``{"op": "failed", "error": str}`` if it cannot be). Then requests, each with a unique ``id``:
 
 - ``{"op": "complete", "id": 1, "prompt": str, "context": [int], "options": {...}, "format": ...}``
-- ``{"op": "cancel", "id": 1}``: stop that completion; its ``done`` still follows.
+- ``{"op": "cancel", "id": 1}``: stop that completion (its ``done`` still follows), or drop that
+  embedding request (nothing follows: the client has stopped waiting).
 - ``{"op": "embed", "id": 2, "inputs": [str], "truncate": bool}``
 - ``{"op": "tokenize", "id": 3, "text": str}``
 - ``{"op": "shutdown"}``

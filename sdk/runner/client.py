@@ -61,6 +61,8 @@ class Inbox:
     def __init__(self) -> None:
         self.items: deque[dict[str, Any]] = deque()
         self.waiter: asyncio.Future[None] | None = None
+        self.finished = False
+        """The last reply has been taken: every reply but a completion's ``text`` is the last."""
 
     def put(self, message: dict[str, Any]) -> None:
         self.items.append(message)
@@ -71,7 +73,9 @@ class Inbox:
         while not self.items:
             self.waiter = asyncio.get_running_loop().create_future()
             await self.waiter
-        return self.items.popleft()
+        message = self.items.popleft()
+        self.finished = "text" not in message
+        return message
 
 
 class RunnerClient:
@@ -173,7 +177,9 @@ class RunnerClient:
             raise self._terminated(str(gone)) from None
 
     @asynccontextmanager
-    async def _exchange(self, message: dict[str, Any]) -> AsyncIterator[tuple[int, Inbox]]:
+    async def _exchange(self, message: dict[str, Any]) -> AsyncIterator[Inbox]:
+        """Send a request and yield its replies; a caller that leaves before the last reply (its
+        client went away) cancels the request, so the runner stops working for nobody."""
         if self.dead.is_set():
             raise self._terminated(self.gone_reason)
         request_id = next(self.ids)
@@ -181,9 +187,15 @@ class RunnerClient:
         self.pending[request_id] = inbox
         try:
             await self._send({**message, "id": request_id})
-            yield request_id, inbox
+            yield inbox
         finally:
             self.pending.pop(request_id, None)
+            if not inbox.finished and not self.dead.is_set():
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._send({"op": "cancel", "id": request_id})
+                    except CorralError:
+                        pass
 
     @staticmethod
     def _raise(message: dict[str, Any]) -> None:
@@ -199,33 +211,22 @@ class RunnerClient:
     async def complete(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
         message = {"op": "complete", "prompt": request.prompt, "context": list(request.context),
                    "options": dict(request.options), "format": request.format}
-        async with self._exchange(message) as (request_id, replies):
-            finished = False
-            try:
-                while True:
-                    reply = await replies.get()
-                    if "error" in reply:
-                        finished = True
-                        self._raise(reply)
-                    if reply.get("done"):
-                        finished = True
-                        yield CompletionChunk(
-                            done=True, done_reason=reply["done_reason"], prompt_tokens=reply["prompt_tokens"],
-                            completion_tokens=reply["completion_tokens"], prompt_duration_ns=reply["prompt_ns"],
-                            eval_duration_ns=reply["eval_ns"], context=tuple(reply.get("context") or ()),
-                        )
-                        return
-                    yield CompletionChunk(text=reply["text"])
-            finally:
-                if not finished and not self.dead.is_set():
-                    with anyio.CancelScope(shield=True):
-                        try:
-                            await self._send({"op": "cancel", "id": request_id})
-                        except CorralError:
-                            pass
+        async with self._exchange(message) as replies:
+            while True:
+                reply = await replies.get()
+                if "error" in reply:
+                    self._raise(reply)
+                if reply.get("done"):
+                    yield CompletionChunk(
+                        done=True, done_reason=reply["done_reason"], prompt_tokens=reply["prompt_tokens"],
+                        completion_tokens=reply["completion_tokens"], prompt_duration_ns=reply["prompt_ns"],
+                        eval_duration_ns=reply["eval_ns"], context=tuple(reply.get("context") or ()),
+                    )
+                    return
+                yield CompletionChunk(text=reply["text"])
 
     async def _call(self, message: dict[str, Any]) -> dict[str, Any]:
-        async with self._exchange(message) as (_request_id, replies):
+        async with self._exchange(message) as replies:
             reply = await replies.get()
         if "error" in reply:
             self._raise(reply)
