@@ -61,7 +61,10 @@ WEATHER_CALL_SHAPE = {"type": "object", "properties": {
     "arguments": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
     "required": ["name", "arguments"]}
 """A tool, and the JSON schema that makes SmolLM2 answer with a call to it (a 135M model needs the help)."""
-SMOL_PARAMS = {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2}
+SMOL_PARAMS = {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2, "num_predict": 1024}
+"""SmolLM2's parameters in test stores. ``num_predict``: on some questions the 135M model rambles to
+the end of its 4,096-token context (one "What is two plus two?" in five), minutes on a loaded CI
+machine; a test that wants more says so in its request."""
 
 
 def processes_with(command: bytes, environment: str) -> list[int]:

@@ -104,6 +104,7 @@ SMOL_INFO = (
     '    stop           "<|im_start|>"    \n'
     '    stop           "<|im_end|>"      \n'
     "    temperature    0.2               \n"
+    "    num_predict    1024              \n"
     "\n"
     "  System\n"
     "    You are a helpful assistant.    \n"

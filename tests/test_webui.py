@@ -54,8 +54,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def ui_env(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> dict[str, str]:
     root = tmp_path_factory.mktemp("webui")
-    # SmolLM2 rambles to the end of its context on one "What is two plus two?" in five (4,059
-    # tokens, over two minutes on a loaded CI machine); 400 tokens still leave Stop time to act.
+    # Answers of a few seconds at most; 400 tokens still leave Stop time to act.
     store = store_with_smollm2(root / "models", smollm2_gguf, params={**SMOL_PARAMS, "num_predict": 400})
     return {**clean_environ(root / "home"), "OLLAMA_MODELS": str(store)}
 
