@@ -357,10 +357,10 @@ def _model_template(layer: str | None, jinja: str | None,
 def _check_embed_size(inputs: int, width: int | None, limit: int) -> None:
     """Refuse, before any work, an answer of more numbers than ``server.max_embed_values``: a body
     of a million one-word inputs is only megabytes, its vectors are gigabytes."""
-    if inputs * (width or 1) > limit:
-        fits = max(limit // (width or 1), 1)
-        raise InvalidRequest(f"too many inputs: {inputs} inputs of {width or 1} numbers each exceed "
-                             f"server.max_embed_values ({limit}); send at most {fits} per request")
+    width = width or 1  # a runtime that does not say: the inputs alone count
+    if inputs * width > limit:
+        raise InvalidRequest(f"too many inputs: {inputs} inputs of {width} numbers each exceed "
+                             f"server.max_embed_values ({limit}); send at most {max(limit // width, 1)} per request")
 
 
 def _finished(vectors: list[list[float]], request: EmbedRequest) -> list[list[float]]:

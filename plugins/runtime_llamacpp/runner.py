@@ -25,13 +25,6 @@ from .generation import Generator
 from .model import Model
 
 
-EMBEDDING_STEP_TOKENS = 256
-"""Input tokens embedded per step (or one longer input). Each step delays the next token of the
-completions generating, and a cancel waits for it. Bigger batches are no faster: the sequences of a
-batch share one attention, whose cost grows with the square of its tokens (SmolLM2 on 2 cores: 295
-tokens/s at 256, 170 at 2048, ten seconds a step)."""
-
-
 class Runner:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.threads = runner_threads(config.get("num_thread") or 0)
@@ -114,10 +107,9 @@ class Runner:
             self.generator.step(out)
         if self.embeddings:
             job = self.embeddings[0]
-            embedder = self._embeddings()
             try:
                 if job.pending:
-                    embedder.step(job, EMBEDDING_STEP_TOKENS)
+                    self._embeddings().step(job)
             except Exception as error:
                 self.embeddings.popleft()
                 _send_error(out, job.id, error)
